@@ -1,0 +1,369 @@
+"""CreateTrainingJob requests: validation against AWS's own API model, and the parsed spec.
+
+The limits are read from the SageMaker service model that ships inside botocore, so a request this
+module accepts is one AWS would accept, and an error quotes the same constraint AWS enforces.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_ROLE_ARN",
+    "SIMULATED_FIELDS",
+    "ChannelSpec",
+    "CheckpointSpec",
+    "InstanceGroupSpec",
+    "RequestError",
+    "TrainingJobSpec",
+    "load_request",
+    "parse_request",
+    "validate_request",
+]
+
+DEFAULT_ROLE_ARN = "arn:aws:iam::123456789012:role/SageMakerContractTestRole"
+DEFAULT_INSTANCE_TYPE = "ml.m5.large"
+DEFAULT_MAX_RUNTIME = 86400
+
+#: Top-level request fields the local platform acts on; every other valid field is accepted and
+#: reported once as "not simulated".
+SIMULATED_FIELDS = frozenset(
+    {
+        "TrainingJobName",
+        "AlgorithmSpecification",
+        "HyperParameters",
+        "Environment",
+        "InputDataConfig",
+        "OutputDataConfig",
+        "ResourceConfig",
+        "StoppingCondition",
+        "CheckpointConfig",
+        "EnableNetworkIsolation",
+        "RoleArn",
+        "Tags",
+    }
+)
+
+
+class RequestError(ValueError):
+    """A request AWS would reject: the message names the field, the value and the API limit."""
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    name: str
+    s3_uri: str
+    s3_data_type: str = "S3Prefix"
+    distribution: str = "FullyReplicated"
+    input_mode: str = "File"
+    content_type: str | None = None
+    compression: str = "None"
+    record_wrapper: str = "None"
+    instance_group_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    s3_uri: str
+    local_path: str = "/opt/ml/checkpoints"
+
+
+@dataclass(frozen=True)
+class InstanceGroupSpec:
+    name: str
+    instance_type: str
+    instance_count: int
+
+
+@dataclass(frozen=True)
+class TrainingJobSpec:
+    """A validated CreateTrainingJob request, in the terms the local platform acts on."""
+
+    name: str
+    image: str
+    input_mode: str = "File"
+    entrypoint: tuple[str, ...] | None = None
+    arguments: tuple[str, ...] | None = None
+    hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict)
+    channels: tuple[ChannelSpec, ...] = ()
+    output_path: str = "s3://sagemaker-contract/output"
+    instance_groups: tuple[InstanceGroupSpec, ...] = (
+        InstanceGroupSpec("homogeneousCluster", DEFAULT_INSTANCE_TYPE, 1),
+    )
+    max_runtime_s: int = DEFAULT_MAX_RUNTIME
+    checkpoint: CheckpointSpec | None = None
+    network_isolation: bool = False
+    role_arn: str = DEFAULT_ROLE_ARN
+    not_simulated: tuple[str, ...] = ()
+    request: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def instance_count(self) -> int:
+        return sum(g.instance_count for g in self.instance_groups)
+
+    @property
+    def instance_type(self) -> str:
+        return self.instance_groups[0].instance_type
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(f"algo-{i}" for i in range(1, self.instance_count + 1))
+
+
+# --------------------------------------------------------------------------------------------
+# Validation against the botocore service model
+
+
+@lru_cache(maxsize=1)
+def _request_shape() -> Any:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return model.operation_model("CreateTrainingJob").input_shape
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check(shape: Any, value: Any, where: str, errors: list[str]) -> None:
+    meta = shape.metadata
+    kind = shape.type_name
+    if kind == "structure":
+        if not isinstance(value, Mapping):
+            errors.append(f"{where}: expected an object, got {_show(value)}")
+            return
+        for name in shape.required_members:
+            if name not in value:
+                errors.append(f"{where}.{name}: required by the API but missing")
+        for name, member_value in value.items():
+            member = shape.members.get(name)
+            if member is None:
+                known = ", ".join(sorted(shape.members))
+                errors.append(f"{where}: unknown field {name!r} (valid fields: {known})")
+                continue
+            _check(member, member_value, f"{where}.{name}", errors)
+        return
+    if kind == "list":
+        if not isinstance(value, list):
+            errors.append(f"{where}: expected a list, got {_show(value)}")
+            return
+        _bounds(meta, len(value), where, "items", errors)
+        for i, item in enumerate(value):
+            _check(shape.member, item, f"{where}[{i}]", errors)
+        return
+    if kind == "map":
+        if not isinstance(value, Mapping):
+            errors.append(f"{where}: expected an object, got {_show(value)}")
+            return
+        _bounds(meta, len(value), where, "entries", errors)
+        for key, item in value.items():
+            _check(shape.key, key, f"{where} key {_show(key)}", errors)
+            _check(shape.value, item, f"{where}[{key!r}]", errors)
+        return
+    if kind == "string":
+        if not isinstance(value, str):
+            errors.append(f"{where}: expected a string, got {_show(value)}")
+            return
+        _bounds(meta, len(value), where, "characters", errors)
+        enum = meta.get("enum")
+        if enum and value not in enum:
+            shown = ", ".join(enum) if len(enum) <= 12 else ", ".join(enum[:12]) + ", ..."
+            errors.append(f"{where}: {_show(value)} is not one of the API's values ({shown})")
+        pattern = meta.get("pattern")
+        if pattern and _compiled(pattern).fullmatch(value) is None:
+            errors.append(f"{where}: {_show(value)} does not match the API pattern {pattern}")
+        return
+    if kind in ("integer", "long"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(f"{where}: expected an integer, got {_show(value)}")
+            return
+        if "min" in meta and value < meta["min"]:
+            errors.append(f"{where}: {value} is below the API minimum {meta['min']}")
+        if "max" in meta and value > meta["max"]:
+            errors.append(f"{where}: {value} is above the API maximum {meta['max']}")
+        return
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            errors.append(f"{where}: expected true or false, got {_show(value)}")
+        return
+    if kind in ("float", "double") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        errors.append(f"{where}: expected a number, got {_show(value)}")
+
+
+# Java character classes the model uses, as Python character-class bodies.
+_JAVA_CLASSES = {
+    r"\p{Alnum}": "a-zA-Z0-9",
+    r"\p{L}": "\\w",
+    r"\p{N}": "\\d",
+    r"\p{Z}": " \\u00a0\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000",
+}
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    for java, python in _JAVA_CLASSES.items():
+        pattern = pattern.replace(java, python)
+    try:
+        return re.compile(pattern, flags=re.DOTALL)
+    except re.error:
+        return re.compile(".*", flags=re.DOTALL)
+
+
+def _bounds(meta: Mapping[str, Any], size: int, where: str, unit: str, errors: list[str]) -> None:
+    if "min" in meta and size < meta["min"]:
+        errors.append(f"{where}: {size} {unit}, the API minimum is {meta['min']}")
+    if "max" in meta and size > meta["max"]:
+        errors.append(f"{where}: {size} {unit}, the API maximum is {meta['max']}")
+
+
+def validate_request(request: Mapping[str, Any]) -> list[str]:
+    """Every way `request` breaks the CreateTrainingJob model, one readable line each."""
+    errors: list[str] = []
+    _check(_request_shape(), request, "CreateTrainingJobRequest", errors)
+    return [e.replace("CreateTrainingJobRequest.", "", 1) for e in errors]
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+
+
+def load_request(path: str | Path) -> dict[str, Any]:
+    """Read a `--cli-input-json` request file."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise RequestError(f"job file {p} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise RequestError(f"job file {p} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RequestError(f"job file {p} must hold a JSON object (a CreateTrainingJob request)")
+    return data
+
+
+def parse_request(request: Mapping[str, Any], *, image: str | None = None) -> TrainingJobSpec:
+    """Validate `request` against the API model and turn it into a spec.
+
+    `image`, when given, replaces AlgorithmSpecification.TrainingImage (the image under test).
+    """
+    req = copy.deepcopy(dict(request))
+    if image is not None:
+        req.setdefault("AlgorithmSpecification", {"TrainingInputMode": "File"})
+        if isinstance(req["AlgorithmSpecification"], dict):
+            req["AlgorithmSpecification"]["TrainingImage"] = image
+    errors = validate_request(req)
+    algo = req.get("AlgorithmSpecification") or {}
+    if not errors and not algo.get("TrainingImage"):
+        errors.append("AlgorithmSpecification.TrainingImage: required by the local platform (or --sm-image)")
+    if not errors:
+        errors.extend(_semantic_errors(req))
+    if errors:
+        more = f" (and {len(errors) - 1} more: {'; '.join(errors[1:4])})" if len(errors) > 1 else ""
+        raise RequestError(f"invalid CreateTrainingJob request: {errors[0]}{more}")
+
+    mode = algo["TrainingInputMode"]
+    channels = tuple(_channel(c, mode) for c in req.get("InputDataConfig", []))
+    ckpt = req.get("CheckpointConfig")
+    stopping = req.get("StoppingCondition") or {}
+    not_simulated = sorted(k for k in req if k not in SIMULATED_FIELDS)
+    not_simulated += sorted(
+        f"AlgorithmSpecification.{k}"
+        for k in algo
+        if k not in ("TrainingImage", "TrainingInputMode", "ContainerEntrypoint", "ContainerArguments")
+    )
+    return TrainingJobSpec(
+        name=req["TrainingJobName"],
+        image=algo["TrainingImage"],
+        input_mode=mode,
+        entrypoint=tuple(algo["ContainerEntrypoint"]) if "ContainerEntrypoint" in algo else None,
+        arguments=tuple(algo["ContainerArguments"]) if "ContainerArguments" in algo else None,
+        hyperparameters=dict(req.get("HyperParameters") or {}),
+        environment=dict(req.get("Environment") or {}),
+        channels=channels,
+        output_path=req["OutputDataConfig"]["S3OutputPath"].rstrip("/"),
+        instance_groups=_instance_groups(req.get("ResourceConfig") or {}),
+        max_runtime_s=int(stopping.get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)),
+        checkpoint=(
+            CheckpointSpec(ckpt["S3Uri"], ckpt.get("LocalPath") or "/opt/ml/checkpoints") if ckpt else None
+        ),
+        network_isolation=bool(req.get("EnableNetworkIsolation", False)),
+        role_arn=req["RoleArn"],
+        not_simulated=tuple(not_simulated),
+        request=req,
+    )
+
+
+_ENV_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+MAX_RUNTIME_LIMIT = 28 * 86400
+
+
+def _semantic_errors(req: Mapping[str, Any]) -> list[str]:
+    """Limits AWS enforces server-side that the model's shapes do not carry (contract.md §1, §4, §5, §7)."""
+    errors: list[str] = []
+    algo = req["AlgorithmSpecification"]
+    for key in ("ContainerEntrypoint", "ContainerArguments"):
+        for i, item in enumerate(algo.get(key, [])):
+            if len(item) > 256:
+                errors.append(f"AlgorithmSpecification.{key}[{i}]: {len(item)} characters, the limit is 256")
+    for key, value in (req.get("Environment") or {}).items():
+        if not _ENV_KEY.fullmatch(key):
+            errors.append(f"Environment key {key!r}: must match [a-zA-Z_][a-zA-Z0-9_]*")
+    runtime = (req.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+    if runtime is not None and runtime > MAX_RUNTIME_LIMIT:
+        errors.append(f"StoppingCondition.MaxRuntimeInSeconds: {runtime} is above the limit {MAX_RUNTIME_LIMIT} (28 days)")
+    names = [c["ChannelName"] for c in req.get("InputDataConfig", [])]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        errors.append(f"InputDataConfig: channel names must be unique, {', '.join(dupes)} repeated")
+    for i, channel in enumerate(req.get("InputDataConfig", [])):
+        if "S3DataSource" not in channel["DataSource"]:
+            errors.append(
+                f"InputDataConfig[{i}].DataSource: only S3DataSource is simulated "
+                f"(got {', '.join(channel['DataSource']) or 'nothing'})"
+            )
+    resource = req.get("ResourceConfig") or {}
+    if resource.get("InstanceGroups") and ("InstanceType" in resource or "InstanceCount" in resource):
+        errors.append("ResourceConfig: set either InstanceGroups or InstanceType/InstanceCount, not both")
+    if not resource.get("InstanceGroups") and resource.get("InstanceCount", 1) < 1:
+        errors.append(f"ResourceConfig.InstanceCount: {resource.get('InstanceCount')} is below 1")
+    return errors
+
+
+def _channel(raw: Mapping[str, Any], job_mode: str) -> ChannelSpec:
+    s3 = raw["DataSource"]["S3DataSource"]
+    return ChannelSpec(
+        name=raw["ChannelName"],
+        s3_uri=s3["S3Uri"],
+        s3_data_type=s3["S3DataType"],
+        distribution=s3.get("S3DataDistributionType", "FullyReplicated"),
+        input_mode=raw.get("InputMode", job_mode),
+        content_type=raw.get("ContentType"),
+        compression=raw.get("CompressionType", "None"),
+        record_wrapper=raw.get("RecordWrapperType", "None"),
+        instance_group_names=tuple(s3.get("InstanceGroupNames", ())),
+    )
+
+
+def _instance_groups(resource: Mapping[str, Any]) -> tuple[InstanceGroupSpec, ...]:
+    groups: Sequence[Mapping[str, Any]] = resource.get("InstanceGroups") or ()
+    if groups:
+        return tuple(
+            InstanceGroupSpec(g["InstanceGroupName"], g["InstanceType"], int(g["InstanceCount"])) for g in groups
+        )
+    return (
+        InstanceGroupSpec(
+            "homogeneousCluster",
+            resource.get("InstanceType", DEFAULT_INSTANCE_TYPE),
+            int(resource.get("InstanceCount", 1)),
+        ),
+    )
