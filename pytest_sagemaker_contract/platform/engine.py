@@ -1,0 +1,235 @@
+"""The Docker engine, through docker-py's low-level API: one request per step, nothing re-inspected.
+
+The run itself uses docker-py rather than testcontainers: a training container needs a real
+SIGTERM with a grace period, a wait with a timeout, and exact entrypoint/CMD semantics, where
+testcontainers' container wrapper stops with a forced remove (SIGKILL) and pulls a reaper image.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["LABEL", "LABEL_RUN", "ContainerStart", "EngineError", "Engine", "ImageUnavailable"]
+
+LABEL = "sm-contract"
+LABEL_RUN = "sm-contract.run"
+LABEL_JOB = "sm-contract.job"
+
+
+class EngineError(RuntimeError):
+    """The Docker engine is unreachable or refused a request; the message says what to do."""
+
+
+class ImageUnavailable(EngineError):
+    """The image is not present locally and could not be pulled."""
+
+
+@dataclass(frozen=True)
+class ContainerStart:
+    """The result of starting a container: an error text when the runtime could not exec PID 1."""
+
+    container_id: str
+    error: str | None = None
+
+
+class Engine:
+    """A docker-py client plus the few operations a training job needs."""
+
+    def __init__(self, client: Any = None) -> None:
+        if client is None:
+            import docker
+
+            try:
+                client = docker.from_env(timeout=300)
+                client.ping()
+            except Exception as exc:
+                raise EngineError(
+                    f"cannot reach the Docker engine ({type(exc).__name__}: {exc}); start dockerd "
+                    "(or set DOCKER_HOST) so that `docker info` answers"
+                ) from None
+        self.client = client
+        self.api = client.api
+        self._images: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    # -- images ---------------------------------------------------------------------------
+
+    def image(self, image: str) -> dict[str, Any]:
+        """The image's inspect data, pulled first if missing (as `docker run` does); cached per engine."""
+        with self._lock:
+            cached = self._images.get(image)
+        if cached is not None:
+            return cached
+        import docker.errors
+
+        try:
+            data: dict[str, Any] = self.api.inspect_image(image)
+        except docker.errors.ImageNotFound:
+            try:
+                self.client.images.pull(image)
+                data = self.api.inspect_image(image)
+            except docker.errors.DockerException as exc:
+                reason = str(exc).splitlines()[0][:300]
+                raise ImageUnavailable(
+                    f"image {image!r} is not present locally and pulling it failed ({reason}); "
+                    f"build or load it first (docker build -t {image} .)"
+                ) from None
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot inspect image {image!r}: {exc}") from None
+        with self._lock:
+            self._images[image] = data
+        return data
+
+    # -- containers -----------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        image: str,
+        name: str,
+        hostname: str,
+        entrypoint: Sequence[str] | None,
+        command: Sequence[str] | None,
+        environment: Mapping[str, str],
+        binds: Mapping[str, Mapping[str, str]],
+        labels: Mapping[str, str],
+        network: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Create the container exactly like `docker run [--entrypoint E] IMAGE [ARGS...]`, without `--init`.
+
+        An entrypoint given here makes the daemon drop the image's CMD, as `docker run --entrypoint` does.
+        """
+        host_config = self.api.create_host_config(
+            binds={k: dict(v) for k, v in binds.items()},
+            init=False,
+            network_mode=network,
+            **dict(extra or {}),
+        )
+        try:
+            created = self.api.create_container(
+                image=image,
+                name=name,
+                hostname=hostname,
+                entrypoint=list(entrypoint) if entrypoint is not None else None,
+                command=list(command) if command is not None else None,
+                environment=dict(environment),
+                labels={LABEL: "1", **labels},
+                host_config=host_config,
+                detach=True,
+            )
+        except Exception as exc:
+            raise EngineError(f"the engine refused to create container {name}: {exc}") from None
+        return str(created["Id"])
+
+    def start(self, container_id: str) -> ContainerStart:
+        import docker.errors
+
+        try:
+            self.api.start(container_id)
+        except docker.errors.APIError as exc:
+            return ContainerStart(container_id, _exec_error(str(exc.explanation or exc)))
+        return ContainerStart(container_id)
+
+    def wait(self, container_id: str, timeout: float | None) -> int | None:
+        """The exit code, or None when `timeout` passed first."""
+        import requests.exceptions
+
+        try:
+            result = self.api.wait(container_id, timeout=timeout)
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            return None
+        return int(result.get("StatusCode", -1))
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = self.api.inspect_container(container_id)["State"]
+        return data
+
+    def kill(self, container_id: str, signal: str) -> bool:
+        """Send `signal` to PID 1; False when the container was no longer running."""
+        import docker.errors
+
+        try:
+            self.api.kill(container_id, signal=signal)
+        except docker.errors.APIError:
+            return False
+        return True
+
+    def top(self, container_id: str) -> list[dict[str, str]]:
+        import docker.errors
+
+        try:
+            top = self.api.top(container_id, ps_args="-o pid,ppid,args")
+        except docker.errors.APIError:
+            return []
+        titles = [t.upper() for t in top.get("Titles") or []]
+        return [dict(zip(titles, row)) for row in top.get("Processes") or []]
+
+    def logs(self, container_id: str) -> str:
+        raw: bytes = self.api.logs(container_id, stdout=True, stderr=True)
+        return raw.decode("utf-8", "replace")
+
+    def follow_logs(self, container_id: str) -> Iterator[bytes]:
+        stream: Iterator[bytes] = self.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=True)
+        return stream
+
+    def remove(self, container_id: str) -> None:
+        import docker.errors
+
+        try:
+            self.api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                raise
+
+    def exec(self, container_id: str, cmd: Sequence[str]) -> tuple[int, str]:
+        exec_id = self.api.exec_create(container_id, list(cmd), stdout=True, stderr=True)
+        output: bytes = self.api.exec_start(exec_id)
+        code = self.api.exec_inspect(exec_id).get("ExitCode")
+        return int(code if code is not None else -1), output.decode("utf-8", "replace")
+
+    # -- networks -------------------------------------------------------------------------
+
+    def create_network(self, name: str, labels: Mapping[str, str], internal: bool) -> str:
+        created = self.api.create_network(
+            name, driver="bridge", internal=internal, labels={LABEL: "1", **labels}, check_duplicate=True
+        )
+        return str(created["Id"])
+
+    def remove_network(self, network_id: str) -> None:
+        import docker.errors
+
+        try:
+            self.api.remove_network(network_id)
+        except docker.errors.NotFound:
+            pass
+
+    # -- cleanup --------------------------------------------------------------------------
+
+    def sweep(self, run_id: str) -> int:
+        """Remove every container and network this run created that is still there."""
+        removed = 0
+        flt = {"label": f"{LABEL_RUN}={run_id}"}
+        for container in self.api.containers(all=True, filters=flt):
+            self.remove(container["Id"])
+            removed += 1
+        for network in self.api.networks(filters=flt):
+            self.remove_network(network["Id"])
+            removed += 1
+        return removed
+
+
+def _exec_error(text: str) -> str:
+    """The useful tail of an OCI start failure, e.g. `exec: "train": executable file not found in $PATH`."""
+    marker = text.find("exec: ")
+    if marker >= 0:
+        text = text[marker:]
+    for suffix in (": unknown", ": unknown."):
+        if text.endswith(suffix):
+            text = text[: -len(suffix)]
+    return text.strip()

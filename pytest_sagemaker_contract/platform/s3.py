@@ -1,0 +1,188 @@
+"""The platform's S3: a moto server in server mode, and streaming transfers to and from it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["S3Object", "S3Server", "parse_s3_uri", "relative_key"]
+
+REGION = "us-east-1"
+_CHUNK = 1 << 20
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix` -> ("bucket", "some/prefix")."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"{uri!r} is not an s3:// URI")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"{uri!r} has no bucket")
+    return bucket, key
+
+
+def relative_key(prefix: str, key: str) -> str:
+    """Where an object lands under a channel directory: its key relative to the prefix's last `/`.
+
+    SageMaker treats an S3Prefix as a plain string prefix, so prefix `data/train` matches both
+    `data/train-1.csv` (staged as `train-1.csv`) and `data/train/x.csv` (staged as `train/x.csv`).
+    """
+    cut = prefix.rfind("/") + 1
+    return key[cut:]
+
+
+@dataclass(frozen=True)
+class S3Object:
+    bucket: str
+    key: str
+    size: int
+
+
+class S3Server:
+    """moto in server mode on a random local port, with boto3 clients bound to it.
+
+    One per pytest session (or xdist worker): channels are read from it and artifacts uploaded to it.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._host = host
+        self._server: Any = None
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._buckets: set[str] = set()
+        self.endpoint_url = ""
+
+    def start(self) -> S3Server:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address=self._host, port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> S3Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        return int(self.endpoint_url.rsplit(":", 1)[1])
+
+    def session_kwargs(self) -> dict[str, str]:
+        return {
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "region_name": REGION,
+        }
+
+    def client(self) -> Any:
+        """A boto3 S3 client bound to this server (shared; boto3 clients are thread-safe)."""
+        with self._lock:
+            if self._client is None:
+                import boto3
+                from botocore.config import Config
+
+                self._client = boto3.session.Session(**self.session_kwargs()).client(
+                    "s3",
+                    endpoint_url=self.endpoint_url,
+                    config=Config(max_pool_connections=32, retries={"max_attempts": 2}),
+                )
+            return self._client
+
+    def resource(self) -> Any:
+        import boto3
+
+        return boto3.session.Session(**self.session_kwargs()).resource("s3", endpoint_url=self.endpoint_url)
+
+    # ---------------------------------------------------------------------------------------
+
+    def ensure_bucket(self, bucket: str) -> None:
+        if bucket in self._buckets:
+            return
+        client = self.client()
+        try:
+            client.head_bucket(Bucket=bucket)
+        except Exception:
+            client.create_bucket(Bucket=bucket)
+        self._buckets.add(bucket)
+
+    def list(self, uri: str) -> Iterator[S3Object]:
+        """Every object whose key starts with the URI's prefix (directory markers skipped)."""
+        bucket, prefix = parse_s3_uri(uri)
+        paginator = self.client().get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    if not obj["Key"].endswith("/"):
+                        yield S3Object(bucket, obj["Key"], int(obj["Size"]))
+        except self.client().exceptions.NoSuchBucket:
+            return
+
+    def download(self, obj: S3Object, dest: Path) -> None:
+        """Stream one object to `dest` (never the whole object in memory on our side)."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        body = self.client().get_object(Bucket=obj.bucket, Key=obj.key)["Body"]
+        with open(dest, "wb") as out:
+            shutil.copyfileobj(body, out, _CHUNK)
+
+    def download_many(self, pairs: list[tuple[S3Object, Path]], workers: int = 8) -> None:
+        if len(pairs) <= 1:
+            for obj, dest in pairs:
+                self.download(obj, dest)
+            return
+        with ThreadPoolExecutor(max_workers=min(workers, len(pairs))) as pool:
+            for future in [pool.submit(self.download, obj, dest) for obj, dest in pairs]:
+                future.result()
+
+    def upload_file(self, path: Path, uri: str) -> None:
+        bucket, key = parse_s3_uri(uri)
+        self.ensure_bucket(bucket)
+        self.client().upload_file(str(path), bucket, key)
+
+    def upload_path(self, local: Path, uri: str) -> int:
+        """Upload a file (to `<uri>/<name>`) or a directory's files (keys relative to it) under `uri`.
+
+        Returns the number of objects written.
+        """
+        bucket, prefix = parse_s3_uri(uri.rstrip("/"))
+        self.ensure_bucket(bucket)
+        base = f"{prefix}/" if prefix else ""
+        if local.is_file():
+            self.client().upload_file(str(local), bucket, base + local.name)
+            return 1
+        count = 0
+        for root, _dirs, files in os.walk(local):
+            for name in sorted(files):
+                path = Path(root, name)
+                self.client().upload_file(str(path), bucket, base + path.relative_to(local).as_posix())
+                count += 1
+        return count
+
+    def get_bytes(self, uri: str) -> bytes:
+        bucket, key = parse_s3_uri(uri)
+        data: bytes = self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return data
+
+    def exists(self, uri: str) -> bool:
+        bucket, key = parse_s3_uri(uri)
+        try:
+            self.client().head_object(Bucket=bucket, Key=key)
+        except Exception:
+            return False
+        return True
