@@ -15,14 +15,16 @@ import shlex
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 import docker.errors
 
 __all__ = [
     "DOCKER_DEFAULT_PATH",
+    "INSPECT_LABEL",
+    "INSPECT_LABEL_VALUE",
     "STATIC_CHECKS",
     "CheckOutcome",
     "FileEntry",
@@ -144,7 +146,9 @@ class ImageFacts:
         if real == "/":
             return real
         entry = self.files.get(real)
-        return real if entry is not None and entry.kind == "dir" else None
+        if entry is None:
+            return real if real in self._parents else None
+        return real if entry.kind == "dir" else None
 
     def _realpath(self, path: str) -> str | None:
         """Component-wise symlink resolution; None on a loop, too many hops or a non-directory parent.
@@ -263,10 +267,11 @@ def _read_entries(chunks: Iterator[bytes]) -> dict[str, FileEntry]:
     """Headers only: data blocks stream past and the member list is not kept, so memory stays small."""
     files: dict[str, FileEntry] = {}
     with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as archive:
+        seen: list[tarfile.TarInfo] = vars(archive)["members"]  # tarfile keeps every header it read
         while (member := archive.next()) is not None:
             entry = _entry(member)
             files[entry.path] = entry
-            archive.members.clear()
+            seen.clear()
     files.setdefault("/", FileEntry("/", "dir", 0o755))
     return files
 
@@ -338,16 +343,25 @@ def _listing(paths: list[str]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def _shell_command(argv: tuple[str, ...]) -> str | None:
-    """The command string when ``argv`` is ``<shell> [options] -c <command>``, Docker's shell form."""
-    if len(argv) < 3 or posixpath.basename(argv[0]) not in _SHELLS:
+def _shell_command(argv: tuple[str, ...]) -> tuple[str, tuple[str, ...]] | None:
+    """``(command, extra args)`` for ``<shell> [options] -c <command> ...``, Docker's shell form."""
+    if posixpath.basename(argv[0]) not in _SHELLS:
         return None
-    options = argv[1:-1]
-    if all(opt.startswith(("-", "+")) or prev == "-o" for prev, opt in zip(("", *options), options)) and any(
-        opt.startswith("-") and not opt.startswith("--") and "c" in opt[1:] for opt in options
-    ):
-        return argv[-1]
-    return None
+    saw_c = False
+    index = 1
+    while index < len(argv):
+        arg = argv[index]
+        if arg in ("-o", "+o"):
+            index += 2
+        elif re.fullmatch(r"[-+][A-Za-z]+", arg):
+            saw_c = saw_c or (arg[0] == "-" and "c" in arg)
+            index += 1
+        else:
+            index += arg == "--"
+            break
+    if not saw_c or index >= len(argv):
+        return None
+    return argv[index], argv[index + 1 :]
 
 
 def _strip_env(argv: tuple[str, ...]) -> tuple[str, ...]:
@@ -372,10 +386,17 @@ def check_exec_form(facts: ImageFacts) -> CheckOutcome:
     outcome = _outcome("SM-IMG-EXEC-FORM", CLAUSE_EXEC_FORM)
     if facts.entrypoint is None:
         return outcome("passed", 'no ENTRYPOINT: SageMaker runs "train" as PID 1')
-    command = _shell_command(facts.entrypoint)
-    if command is None:
+    parsed = _shell_command(facts.entrypoint)
+    if parsed is None:
         return outcome("passed", f"ENTRYPOINT is exec form: {_show(facts.entrypoint)}")
-    shell = " ".join(facts.entrypoint[:-1])
+    command, extra = parsed
+    if extra and command.lstrip().startswith("exec ") and "$@" in command:
+        return outcome(
+            "passed",
+            f'ENTRYPOINT {_show(facts.entrypoint)} execs its program and forwards "$@": PID 1 is the program '
+            'and "train" reaches it',
+        )
+    shell = posixpath.basename(facts.entrypoint[0])
     suggestion = _exec_form_of(command)
     if suggestion is not None:
         program = posixpath.basename(suggestion[0])
@@ -383,13 +404,14 @@ def check_exec_form(facts: ImageFacts) -> CheckOutcome:
     else:
         program = "your program"
         fix = (
-            "Move the commands into a script whose last line is `exec <program> \"$@\"` and use exec form: "
+            'Move the commands into a script that ends with `exec <program> "$@"` and use exec form: '
             'ENTRYPOINT ["/opt/program/train.sh"]'
         )
+    seen = " ".join(facts.entrypoint[: len(facts.entrypoint) - len(extra) - 1])
     return outcome(
         "failed",
-        f"ENTRYPOINT is shell form ({shell} {json.dumps(command)}): PID 1 is {posixpath.basename(shell.split()[0])},"
-        f' SIGTERM never reaches {program} and the "train" argument is dropped. {fix}',
+        f"ENTRYPOINT is shell form ({seen} {json.dumps(command, ensure_ascii=False)}): PID 1 is {shell}, "
+        f'SIGTERM never reaches {program} and the "train" argument is dropped. {fix}',
     )
 
 
@@ -419,8 +441,8 @@ def check_no_tini(facts: ImageFacts) -> CheckOutcome:
     return outcome(
         "failed",
         f"ENTRYPOINT runs {posixpath.basename(argv[0])} ({_show(facts.entrypoint)}): tini is confused by the "
-        f'"train"/"serve" argument SageMaker passes. Use exec form of the real program: ENTRYPOINT {example}, '
-        "and handle SIGTERM in it",
+        f'"train"/"serve" argument SageMaker passes. Use exec form of the real program: '
+        f"ENTRYPOINT {example}, and handle SIGTERM in it",
     )
 
 
@@ -442,7 +464,8 @@ def check_train_on_path(facts: ImageFacts) -> CheckOutcome:
     outcome = _outcome("SM-IMG-TRAIN-ON-PATH", CLAUSE_TRAIN_ON_PATH)
     if facts.entrypoint is not None:
         return outcome(
-            "skipped", f'not applicable: ENTRYPOINT {_show(facts.entrypoint)} receives "train" as its argument'
+            "skipped",
+            f'not applicable: ENTRYPOINT {_show(facts.entrypoint)} receives "train" as its argument',
         )
     found = facts.find_on_path("train")
     if found is not None:
@@ -455,7 +478,10 @@ def check_train_on_path(facts: ImageFacts) -> CheckOutcome:
     if unusable:
         fix = f"make it executable (chmod +x {unusable[0]}), or add an exec-form ENTRYPOINT"
     else:
-        fix = 'add an exec-form ENTRYPOINT (ENTRYPOINT ["python", "train.py"]) or install an executable "train" in /usr/local/bin'
+        fix = (
+            'add an exec-form ENTRYPOINT (ENTRYPOINT ["python", "train.py"]) '
+            'or install an executable "train" in /usr/local/bin'
+        )
     return outcome(
         "failed",
         f'no ENTRYPOINT and no executable "train" on PATH (PATH={facts.path_variable}): SageMaker runs '
@@ -472,36 +498,40 @@ def check_opt_ml_empty(facts: ImageFacts) -> CheckOutcome:
         return outcome("passed", "the image ships nothing under /opt/ml")
     hidden: list[str] = []
     elsewhere: list[str] = []
-    for reserved in _RESERVED_DIRS:
-        entry = facts.files.get(root + reserved[len("/opt/ml") :])
-        if entry is not None and entry.kind != "dir":
-            hidden.append(reserved)
     prefix = root + "/"
-    for path, entry in sorted(facts.files.items()):
+    for path, entry in facts.files.items():
         if entry.kind == "dir" or not path.startswith(prefix):
             continue
         shown = "/opt/ml/" + path[len(prefix) :]
-        if shown.startswith(tuple(d + "/" for d in _RESERVED_DIRS)):
+        if any(shown == d or shown.startswith(d + "/") for d in _RESERVED_DIRS):
             hidden.append(shown)
         else:
             elsewhere.append(shown)
+    hidden.sort()
+    elsewhere.sort()
     warnings: tuple[str, ...] = ()
     if elsewhere:
         warnings = (
-            f"SageMaker reserves /opt/ml; the image ships {len(elsewhere)} path(s) there ({_listing(elsewhere)}): "
+            f"SageMaker reserves /opt/ml; the image ships {len(elsewhere)} path(s) there "
+            f"({_listing(elsewhere)}): "
             "works today because the platform only mounts input/model/output/checkpoints, but AWS warns such "
             "data may no longer be visible; /opt/program is the safe place",
         )
     if hidden:
         return outcome(
             "failed",
-            f"/opt/ml is reserved: the image ships {len(hidden)} path(s) under the directories SageMaker mounts "
-            f"({_listing(hidden)}). Fix: the platform mounts over these directories at run time, so what the "
-            "image ships there is hidden; move it elsewhere (e.g. /opt/program) or deliver it through a channel",
+            f"/opt/ml is reserved: the image ships {len(hidden)} path(s) under the directories SageMaker "
+            f"mounts ({_listing(hidden)}). Fix: the platform mounts over these directories at run time, so "
+            "what the image ships there is hidden; move it elsewhere (e.g. /opt/program) or deliver it "
+            "through a channel",
             warnings,
         )
     if elsewhere:
-        return outcome("passed", "nothing under /opt/ml/{input,model,output,checkpoints}", warnings)
+        return outcome(
+            "passed",
+            "nothing under the mounted /opt/ml/{input,model,output,checkpoints}; see the warning",
+            warnings,
+        )
     return outcome("passed", "nothing under /opt/ml but (at most) empty directories")
 
 
@@ -514,7 +544,7 @@ def check_no_driver(facts: ImageFacts) -> CheckOutcome:
     bundled: list[str] = []
     dangling: list[str] = []
     allowed: list[str] = []
-    for path, entry in sorted(facts.files.items()):
+    for path, entry in facts.files.items():
         name = posixpath.basename(path)
         is_library = _DRIVER_LIBRARY.match(name) is not None
         if entry.kind == "dir" or not (is_library or name == "nvidia-smi"):
@@ -529,11 +559,13 @@ def check_no_driver(facts: ImageFacts) -> CheckOutcome:
             dangling.append(path)
         else:
             bundled.append(path)
+    bundled.sort()
+    dangling.sort()
+    allowed.sort()
     warnings: tuple[str, ...] = ()
     if dangling:
         warnings = (
-            f"dangling driver symlink(s) {_listing(dangling)}: harmless, the host's NVIDIA runtime supplies the "
-            "target",
+            f"dangling driver symlink(s) {_listing(dangling)}: harmless, the host's NVIDIA runtime supplies the target",
         )
     if bundled:
         return outcome(
@@ -558,7 +590,7 @@ def _real_dirs(facts: ImageFacts, directories: Iterable[str]) -> frozenset[str]:
 
 
 def _is_cuda_stub_or_compat(path: str) -> bool:
-    """Under a ``stubs/`` directory, or the ``compat/`` directory of a CUDA install (``/usr/local/cuda-12.2/compat``)."""
+    """Under a ``stubs/`` directory, or the ``compat/`` directory of a CUDA install (``cuda-12.2/compat``)."""
     parts = path.split("/")[:-1]
     return "stubs" in parts or any(
         part == "compat" and index > 0 and parts[index - 1].startswith("cuda") for index, part in enumerate(parts)

@@ -293,9 +293,7 @@ def parse_request(request: Mapping[str, Any], *, image: str | None = None) -> Tr
         output_path=req["OutputDataConfig"]["S3OutputPath"].rstrip("/"),
         instance_groups=_instance_groups(req.get("ResourceConfig") or {}),
         max_runtime_s=int(stopping.get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)),
-        checkpoint=(
-            CheckpointSpec(ckpt["S3Uri"], ckpt.get("LocalPath") or "/opt/ml/checkpoints") if ckpt else None
-        ),
+        checkpoint=(CheckpointSpec(ckpt["S3Uri"], ckpt.get("LocalPath") or "/opt/ml/checkpoints") if ckpt else None),
         network_isolation=bool(req.get("EnableNetworkIsolation", False)),
         role_arn=req["RoleArn"],
         not_simulated=tuple(not_simulated),
@@ -315,12 +313,14 @@ def _semantic_errors(req: Mapping[str, Any]) -> list[str]:
         for i, item in enumerate(algo.get(key, [])):
             if len(item) > 256:
                 errors.append(f"AlgorithmSpecification.{key}[{i}]: {len(item)} characters, the limit is 256")
-    for key, value in (req.get("Environment") or {}).items():
+    for key, _value in (req.get("Environment") or {}).items():
         if not _ENV_KEY.fullmatch(key):
             errors.append(f"Environment key {key!r}: must match [a-zA-Z_][a-zA-Z0-9_]*")
     runtime = (req.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     if runtime is not None and runtime > MAX_RUNTIME_LIMIT:
-        errors.append(f"StoppingCondition.MaxRuntimeInSeconds: {runtime} is above the limit {MAX_RUNTIME_LIMIT} (28 days)")
+        errors.append(
+            f"StoppingCondition.MaxRuntimeInSeconds: {runtime} is above the limit {MAX_RUNTIME_LIMIT} (28 days)"
+        )
     names = [c["ChannelName"] for c in req.get("InputDataConfig", [])]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -51,7 +51,7 @@ def stage_channel(
             f"ClientError: channel {channel.name!r}: Pipe input mode is not simulated yet; use File or FastFile"
         )
     bucket, prefix = parse_s3_uri(channel.s3_uri)
-    objects = list(s3.list(channel.s3_uri))
+    objects = list(s3.objects(channel.s3_uri))
     if not objects:
         raise ChannelError(
             f'ClientError: No S3 objects found under S3 URL "{channel.s3_uri}" given in input data source. '

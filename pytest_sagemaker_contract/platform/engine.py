@@ -7,12 +7,13 @@ testcontainers' container wrapper stops with a forced remove (SIGKILL) and pulls
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LABEL", "LABEL_RUN", "ContainerStart", "EngineError", "Engine", "ImageUnavailable"]
+__all__ = ["LABEL", "LABEL_RUN", "ContainerStart", "Engine", "EngineError", "ImageUnavailable"]
 
 LABEL = "sm-contract"
 LABEL_RUN = "sm-contract.run"
@@ -166,7 +167,7 @@ class Engine:
         except docker.errors.APIError:
             return []
         titles = [t.upper() for t in top.get("Titles") or []]
-        return [dict(zip(titles, row)) for row in top.get("Processes") or []]
+        return [dict(zip(titles, row, strict=False)) for row in top.get("Processes") or []]
 
     def logs(self, container_id: str) -> str:
         raw: bytes = self.api.logs(container_id, stdout=True, stderr=True)
@@ -204,10 +205,8 @@ class Engine:
     def remove_network(self, network_id: str) -> None:
         import docker.errors
 
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             self.api.remove_network(network_id)
-        except docker.errors.NotFound:
-            pass
 
     # -- cleanup --------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -219,7 +220,11 @@ class TrainingJob:
         self.job_dir = platform.workdir / f"{spec.name}-{self._suffix}"
         hosts = assign_hosts(spec)
         self._hosts = [
-            _HostRun(h, i, HostLayout(self.job_dir / h.name, spec.checkpoint.local_path if spec.checkpoint else None))
+            _HostRun(
+                h,
+                i,
+                HostLayout(self.job_dir / h.name, spec.checkpoint.local_path if spec.checkpoint else None),
+            )
             for i, h in enumerate(hosts)
         ]
         self._logs = _LogBuffer(len(hosts) > 1, platform.log_sink)
@@ -378,10 +383,8 @@ class TrainingJob:
         removals: list[Future[None]] = []
         for run in self._hosts:
             if run.container_id is not None and run.start_error is None and self._client_error is None:
-                try:
+                with contextlib.suppress(Exception):
                     oom = oom or bool(engine.state(run.container_id).get("OOMKilled"))
-                except Exception:
-                    pass
             if run.container_id is not None and not self.platform.keep:
                 removals.append(self.platform.pool.submit(engine.remove, run.container_id))
             host_results.append(
@@ -406,10 +409,8 @@ class TrainingJob:
         if not output_files:
             output_uri = None
         for future in removals:
-            try:
+            with contextlib.suppress(Exception):
                 future.result()
-            except Exception:
-                pass
         if self._network_id is not None and not self.platform.keep:
             self.platform.engine.remove_network(self._network_id)
         status, secondary, reason, exit_code = self._verdict(host_results, oom)
@@ -445,6 +446,7 @@ class TrainingJob:
         """TrainingJobStatus, SecondaryStatus, FailureReason and the exit code that decided them (§5, §6)."""
         if self._client_error is not None:
             return "Failed", "Failed", self._client_error, None
+        failed: HostResult | None
         if self._failure is not None:
             failed = next(h for h in hosts if h.host == self._failure[0])
         else:

@@ -16,8 +16,8 @@ from ..spec import ChannelSpec, TrainingJobSpec
 __all__ = [
     "OPT_ML",
     "PLATFORM_DIRS",
-    "HostLayout",
     "Host",
+    "HostLayout",
     "assign_hosts",
     "container_environment",
     "hyperparameters_json",
@@ -140,7 +140,10 @@ class HostLayout:
             "inputdataconfig.json": input_data_config_json(spec, host),
         }
         if spec.checkpoint is not None:
-            files["checkpointconfig.json"] = {"LocalPath": spec.checkpoint.local_path, "S3Uri": spec.checkpoint.s3_uri}
+            files["checkpointconfig.json"] = {
+                "LocalPath": spec.checkpoint.local_path,
+                "S3Uri": spec.checkpoint.s3_uri,
+            }
         for name, content in files.items():
             (self.config / name).write_text(json.dumps(content))
 

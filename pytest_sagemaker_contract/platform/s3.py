@@ -29,13 +29,17 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def relative_key(prefix: str, key: str) -> str:
-    """Where an object lands under a channel directory: its key relative to the prefix's last `/`.
+    """Where an object lands under a channel directory.
 
-    SageMaker treats an S3Prefix as a plain string prefix, so prefix `data/train` matches both
-    `data/train-1.csv` (staged as `train-1.csv`) and `data/train/x.csv` (staged as `train/x.csv`).
+    An S3Prefix is a plain string prefix, so `data/train` matches `data/train-1.csv` (staged as
+    `train-1.csv`: relative to the prefix's last `/`, contract.md §3) as well as `data/train/x.csv`.
+    A key under the prefix taken as a folder lands relative to that folder (`x.csv`): this is how
+    AWS's own examples (`upload_data(key_prefix=...)` then reading the channel root) work.
     """
-    cut = prefix.rfind("/") + 1
-    return key[cut:]
+    folder = prefix.rstrip("/") + "/" if prefix else ""
+    if folder and key.startswith(folder):
+        return key[len(folder) :]
+    return key[prefix.rfind("/") + 1 :]
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,7 @@ class S3Server:
             client.create_bucket(Bucket=bucket)
         self._buckets.add(bucket)
 
-    def list(self, uri: str) -> Iterator[S3Object]:
+    def objects(self, uri: str) -> Iterator[S3Object]:
         """Every object whose key starts with the URI's prefix (directory markers skipped)."""
         bucket, prefix = parse_s3_uri(uri)
         paginator = self.client().get_paginator("list_objects_v2")

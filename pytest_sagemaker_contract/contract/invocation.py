@@ -1,0 +1,137 @@
+"""§1 Invocation: the image trains under each request shape SageMaker can send.
+
+| request sets | the platform runs |
+| nothing | docker run IMAGE train |
+| ContainerEntrypoint | docker run --entrypoint CE IMAGE (CMD dropped, no `train`) |
+| ContainerArguments | docker run IMAGE CA... |
+| both | docker run --entrypoint CE IMAGE CA... |
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import shlex
+from typing import Any
+
+from . import Suite, check, external_script, invocation_for
+
+SCRIPT_CHANNEL = "entrypoint"
+SCRIPT_NAME = "custom_entrypoint.sh"
+
+
+def expected_model(sm_contract: Suite) -> list[str]:
+    from ..fixtures import SESSION_KEY
+
+    return list(sm_contract.item.config.stash[SESSION_KEY].settings.expect_model)
+
+
+def model_problem(files: list[str], globs: list[str]) -> str | None:
+    """Why the model files miss the expectation (`--sm-expect-model`), or None when they meet it."""
+    if not globs:
+        return None if files else "the model directory /opt/ml/model was empty"
+    missing = [g for g in globs if not fnmatch.filter(files, g)]
+    if missing:
+        shown = ", ".join(files[:10]) or "nothing"
+        return f"no model file matches {', '.join(missing)} (the model held: {shown})"
+    return None
+
+
+def _run_shape(sm_contract: Suite, shape: str, **invocation: Any) -> None:
+    result = sm_contract.run(**invocation)
+    sm_contract.expect_completed(result, shape)
+    problem = model_problem(result.model_files, expected_model(sm_contract))
+    if problem:
+        sm_contract.fail(f"{shape}: Completed but {problem}; write the model to /opt/ml/model", result)
+
+
+def _spec_invocation(sm_contract: Suite) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    from ..fixtures import SESSION_KEY
+
+    request = sm_contract.item.config.stash[SESSION_KEY].settings.job_request or {}
+    algo = request.get("AlgorithmSpecification") or {}
+    ce = algo.get("ContainerEntrypoint")
+    ca = algo.get("ContainerArguments")
+    return (tuple(ce) if ce else None, tuple(ca) if ca else None)
+
+
+@check("SM-RUN-DEFAULT", "§1 nothing set: docker run IMAGE train", "the image trains as `docker run IMAGE train`")
+def sm_run_default(sm_contract: Suite) -> None:
+    result = sm_contract.default_run()
+    sm_contract.expect_completed(result, "docker run IMAGE train")
+    problem = model_problem(result.model_files, expected_model(sm_contract))
+    if problem:
+        sm_contract.fail(f"docker run IMAGE train: Completed but {problem}; write the model to /opt/ml/model", result)
+
+
+@check(
+    "SM-RUN-ENTRYPOINT",
+    "§1 ContainerEntrypoint only: docker run --entrypoint CE IMAGE",
+    "the image trains with ContainerEntrypoint set (CMD dropped, no `train` argument added)",
+)
+def sm_run_entrypoint(sm_contract: Suite) -> None:
+    sm_contract.require_default()
+    shapes = invocation_for(sm_contract.facts(), *_spec_invocation(sm_contract))
+    ce = shapes["entrypoint"]
+    _run_shape(sm_contract, f"ContainerEntrypoint {list(ce)}", keep_invocation=False, entrypoint=ce)
+
+
+@check(
+    "SM-RUN-ARGUMENTS",
+    "§1 ContainerArguments only: docker run IMAGE CA...",
+    "the image trains with ContainerArguments replacing the `train` argument",
+)
+def sm_run_arguments(sm_contract: Suite) -> None:
+    sm_contract.require_default()
+    shapes = invocation_for(sm_contract.facts(), *_spec_invocation(sm_contract))
+    ca = shapes["arguments"]
+    _run_shape(sm_contract, f"ContainerArguments {list(ca)}", keep_invocation=False, arguments=ca)
+
+
+@check(
+    "SM-RUN-BOTH",
+    "§1 both: docker run --entrypoint CE IMAGE CA...",
+    "the image trains with ContainerEntrypoint and ContainerArguments both set",
+)
+def sm_run_both(sm_contract: Suite) -> None:
+    sm_contract.require_default()
+    both = invocation_for(sm_contract.facts(), *_spec_invocation(sm_contract))["both"]
+    if both is None:
+        sm_contract.skip(
+            "no ENTRYPOINT and no /bin/sh to derive a ContainerEntrypoint+ContainerArguments pair from; "
+            "set both in --sm-job to test this shape"
+        )
+    ce, ca = both
+    _run_shape(
+        sm_contract,
+        f"ContainerEntrypoint {list(ce)} + ContainerArguments {list(ca)}",
+        keep_invocation=False,
+        entrypoint=ce,
+        arguments=ca,
+    )
+
+
+@check(
+    "SM-RUN-EXTERNAL-SCRIPT",
+    "§1 a script delivered by a channel: ContainerEntrypoint [/bin/sh], ContainerArguments [channel script]",
+    "a custom_entrypoint.sh from an S3 channel can start the image's training command",
+)
+def sm_run_external_script(sm_contract: Suite) -> None:
+    sm_contract.require_default()
+    facts = sm_contract.facts()
+    if not facts.has_shell():
+        sm_contract.skip("the image has no /bin/sh, so a channel-delivered shell script cannot be its entrypoint")
+    platform = sm_contract.platform
+    folder = sm_contract.image.replace("/", "_").replace(":", "_")
+    uri = f"s3://sagemaker-contract/{platform.run_id}/{folder}/{SCRIPT_CHANNEL}"
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    platform.s3.ensure_bucket(bucket)
+    platform.s3.client().put_object(Bucket=bucket, Key=f"{prefix}/{SCRIPT_NAME}", Body=external_script(facts).encode())
+    script = f"/opt/ml/input/data/{SCRIPT_CHANNEL}/{SCRIPT_NAME}"
+    _run_shape(
+        sm_contract,
+        f"ContainerEntrypoint ['/bin/sh'] + ContainerArguments [{shlex.quote(script)}]",
+        keep_invocation=False,
+        entrypoint=["/bin/sh"],
+        arguments=[script],
+        channels={SCRIPT_CHANNEL: uri},
+    )

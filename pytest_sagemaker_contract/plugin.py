@@ -1,0 +1,113 @@
+"""pytest hooks only: options and ini keys, markers, collection of the contract suite, report hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from . import fixtures as fixtures_module
+from .contract import NOTE_KEY, ContractItem, ContractModule
+from .fixtures import JOB_MARKER_KEYWORDS, SESSION_KEY, SageMakerSession
+from .report import ContractReport, properties_for
+from .settings import add_options, resolve
+
+REPORT_KEY = pytest.StashKey[ContractReport]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"sagemaker_job({', '.join(JOB_MARKER_KEYWORDS)}): defaults for the training_job fixture in this "
+        "test, class or module (same keywords as the factory)",
+    )
+    config.addinivalue_line(
+        "markers", "sagemaker_gpu: the test needs GPUs in the container; skipped where none can be given"
+    )
+    settings = resolve(config)
+    config.stash[SESSION_KEY] = SageMakerSession(config, settings)
+    if not config.pluginmanager.has_plugin("sagemaker_contract.fixtures"):
+        config.pluginmanager.register(fixtures_module, "sagemaker_contract.fixtures")
+    from . import contract
+
+    if not config.pluginmanager.has_plugin("sagemaker_contract.suite"):
+        config.pluginmanager.register(contract, "sagemaker_contract.suite")
+    report = ContractReport(settings.report, is_worker=hasattr(config, "workerinput"))
+    config.stash[REPORT_KEY] = report
+    config.pluginmanager.register(report, "sagemaker_contract.report")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return config.stash[SESSION_KEY].settings.header()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    settings = config.stash[SESSION_KEY].settings
+    if not settings.suite:
+        return
+    for image in settings.images:
+        module = ContractModule.for_image(session, image)
+        collected = [item for item in module.collect() if isinstance(item, pytest.Item)]
+        session.ihook.pytest_collectreport(report=pytest.CollectReport(module.nodeid, "passed", None, list(collected)))
+        items.extend(collected)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report: pytest.TestReport = yield
+    if not isinstance(item, ContractItem):
+        return report
+    decisive = report.when == "call" or (report.when == "setup" and report.outcome != "passed")
+    if not decisive:
+        return report
+    note = item.stash[NOTE_KEY]
+    message = note.message or _reason(report)
+    props = properties_for(
+        check_id=note.check_id,
+        clause=note.clause,
+        image=note.image,
+        image_id=note.image_id,
+        outcome=report.outcome,
+        message=message,
+        duration_s=report.duration,
+        log_path=note.log_path,
+        warnings=note.warnings,
+    )
+    props.append(("sm_phase", report.when))
+    item.user_properties.extend(props)
+    report.user_properties.extend(props)
+    if report.failed and note.log_tail:
+        report.sections.append(("sagemaker log (tail)", note.log_tail + f"\n(full log: {note.log_path})"))
+    return report
+
+
+def _reason(report: pytest.TestReport) -> str:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    text = str(report.longrepr or "").strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].removeprefix("E ").strip() if lines else ""
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    sm = session.config.stash.get(SESSION_KEY, None)
+    if sm is not None:
+        sm.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    sm = config.stash.get(SESSION_KEY, None)
+    if sm is None:
+        return
+    for path in sm.kept:
+        terminalreporter.write_line(
+            f"sagemaker-contract: kept job directories under {path} and containers labelled "
+            f"sm-contract.run={sm.run_id} (--sm-keep); remove them with: "
+            f"docker rm -f $(docker ps -aq --filter label=sm-contract.run={sm.run_id}); rm -rf {path}"
+        )

@@ -1,0 +1,146 @@
+"""The contract report: per-check properties on each test report, the terminal table, the JSON file.
+
+Everything the table and the JSON need travels in `report.user_properties`, so it crosses
+pytest-xdist's worker→controller boundary and lands in JUnit XML as `<property>` elements.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+__all__ = ["ContractReport", "Row", "properties_for"]
+
+PREFIX = "sm_"
+
+
+@dataclass
+class Row:
+    check_id: str
+    clause: str
+    outcome: str
+    message: str
+    duration_s: float
+    image_id: str = ""
+    log_path: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def properties_for(
+    *,
+    check_id: str,
+    clause: str,
+    image: str,
+    image_id: str,
+    outcome: str,
+    message: str,
+    duration_s: float,
+    log_path: str,
+    warnings: list[str],
+) -> list[tuple[str, object]]:
+    props: list[tuple[str, object]] = [
+        ("sm_check_id", check_id),
+        ("sm_clause", clause),
+        ("sm_image", image),
+        ("sm_image_id", image_id),
+        ("sm_outcome", outcome),
+        ("sm_reason", message),
+        ("sm_seconds", round(duration_s, 3)),
+    ]
+    if log_path:
+        props.append(("sm_log_path", log_path))
+    props.extend(("sm_warning", w) for w in warnings)
+    return props
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class ContractReport:
+    """Collects contract rows from test reports (on the xdist controller too) and renders them."""
+
+    def __init__(self, report_path: Path | None, is_worker: bool) -> None:
+        self.report_path = report_path
+        self.is_worker = is_worker
+        self.images: dict[str, list[Row]] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(p for p in report.user_properties if p[0] != "sm_warning")
+        if "sm_check_id" not in props or props.get("sm_phase") != report.when:
+            return
+        row = Row(
+            check_id=str(props["sm_check_id"]),
+            clause=str(props.get("sm_clause", "")),
+            outcome=str(props["sm_outcome"]),
+            message=str(props.get("sm_reason", "")),
+            duration_s=float(props.get("sm_seconds", 0.0)),  # type: ignore[arg-type]
+            image_id=str(props.get("sm_image_id", "")),
+            log_path=str(props.get("sm_log_path", "")),
+            warnings=[str(v) for k, v in report.user_properties if k == "sm_warning"],
+        )
+        self.images.setdefault(str(props["sm_image"]), []).append(row)
+
+    def as_json(self) -> dict[str, Any]:
+        images = []
+        for image, rows in self.images.items():
+            image_id = next((r.image_id for r in rows if r.image_id), "")
+            images.append(
+                {
+                    "image": image,
+                    "image_id": image_id,
+                    "checks": [
+                        {
+                            "id": r.check_id,
+                            "clause": r.clause,
+                            "outcome": r.outcome,
+                            "message": r.message,
+                            "duration_s": round(r.duration_s, 3),
+                            **({"warnings": r.warnings} if r.warnings else {}),
+                            **({"log_path": r.log_path} if r.log_path else {}),
+                        }
+                        for r in rows
+                    ],
+                }
+            )
+        return {"images": images}
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker or self.report_path is None:
+            return
+        self.report_path.parent.mkdir(parents=True, exist_ok=True)
+        self.report_path.write_text(json.dumps(self.as_json(), indent=2) + "\n")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.images:
+            return
+        tr = terminalreporter
+        tr.write_sep("=", "SageMaker training contract")
+        for image, rows in self.images.items():
+            image_id = next((r.image_id for r in rows if r.image_id), "")
+            tr.write_line(f"{image}" + (f"  ({image_id[:19]})" if image_id else ""))
+            order = {c: i for i, c in enumerate(_check_order())}
+            rows = sorted(rows, key=lambda r: order.get(r.check_id, len(order)))
+            width = max(len(r.check_id) for r in rows)
+            for r in rows:
+                mark = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}.get(r.outcome, r.outcome.upper())
+                warn = " (warning)" if r.warnings else ""
+                text = f"  {r.check_id:<{width}}  {mark}  {r.duration_s:6.1f}s  {_one_line(r.message + warn)}"
+                tr.write_line(text, **{"red": mark == "FAIL", "green": mark == "PASS", "yellow": mark == "SKIP"})
+            counts = {k: sum(r.outcome == k for r in rows) for k in ("passed", "failed", "skipped")}
+            tr.write_line(f"  {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
+        if self.report_path is not None and not self.is_worker:
+            tr.write_line(f"contract report: {self.report_path}")
+
+
+def _check_order() -> list[str]:
+    from .contract import CHECKS, _load_checks
+
+    _load_checks()
+    return [c.id for c in CHECKS]

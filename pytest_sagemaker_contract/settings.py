@@ -1,0 +1,209 @@
+"""The plugin's options: command line first, then the ini file; each value remembers where it came from."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .spec import RequestError, load_request, validate_request
+
+__all__ = ["OPTIONS", "Option", "Settings", "add_options", "resolve"]
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # the ini key; the flag is --sm-<name with dashes>
+    help: str
+    kind: str = "string"  # string | list | bool | float
+    metavar: str | None = None
+    default: Any = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("sm_image", "training image to check (repeatable: one contract suite per image)", "list", "IMAGE"),
+    Option(
+        "sm_job",
+        "CreateTrainingJob request JSON (as for --cli-input-json) the runs start from",
+        metavar="FILE",
+    ),
+    Option("sm_channel", "stage a local file or directory as channel NAME (repeatable)", "list", "NAME=PATH"),
+    Option("sm_hyperparameter", "set a hyperparameter for every run (repeatable)", "list", "KEY=VALUE"),
+    Option("sm_env", "set a container Environment entry for every run (repeatable)", "list", "KEY=VALUE"),
+    Option(
+        "sm_instance_type",
+        "ResourceConfig.InstanceType for the runs (default: the job's, or ml.m5.large)",
+        metavar="TYPE",
+    ),
+    Option(
+        "sm_expect_model",
+        "glob the model.tar.gz must hold a file for (repeatable; default: any file)",
+        "list",
+        "GLOB",
+    ),
+    Option("sm_keep", "keep containers, networks and job directories for debugging, and print where", "bool"),
+    Option("sm_report", "write the machine-readable contract report (JSON) to FILE", metavar="FILE"),
+    Option(
+        "sm_timeout",
+        "seconds one training run may take before the check fails (default 600)",
+        "float",
+        "SECONDS",
+        600.0,
+    ),
+    Option("sm_no_suite", "do not collect the built-in contract suite (fixtures only)", "bool"),
+)
+
+
+@dataclass
+class Settings:
+    images: list[str] = field(default_factory=list)
+    job_file: Path | None = None
+    job_request: dict[str, Any] | None = None
+    channels: dict[str, Path] = field(default_factory=dict)
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    instance_type: str | None = None
+    expect_model: list[str] = field(default_factory=list)
+    keep: bool = False
+    report: Path | None = None
+    timeout_s: float = 600.0
+    suite: bool = True
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def header(self) -> list[str]:
+        if not self.sources:
+            return ["sagemaker-contract: no --sm-image given (fixtures only)"]
+        shown = []
+        for name, source in self.sources.items():
+            value = getattr(self, _ATTR[name])
+            if isinstance(value, dict):
+                value = ",".join(f"{k}={v}" for k, v in value.items())
+            elif isinstance(value, list):
+                value = ",".join(value)
+            shown.append(f"{name}={value} ({source})")
+        return ["sagemaker-contract: " + ", ".join(shown)]
+
+
+_ATTR = {
+    "sm_image": "images",
+    "sm_job": "job_file",
+    "sm_channel": "channels",
+    "sm_hyperparameter": "hyperparameters",
+    "sm_env": "environment",
+    "sm_instance_type": "instance_type",
+    "sm_expect_model": "expect_model",
+    "sm_keep": "keep",
+    "sm_report": "report",
+    "sm_timeout": "timeout_s",
+    "sm_no_suite": "suite",
+}
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sagemaker-contract", "SageMaker training contract")
+    for opt in OPTIONS:
+        if opt.kind == "bool":
+            group.addoption(opt.flag, action="store_true", default=None, dest=opt.name, help=opt.help)
+            parser.addini(opt.name, opt.help + " (ini)", type="bool", default=False)
+        elif opt.kind == "list":
+            group.addoption(opt.flag, action="append", default=None, dest=opt.name, metavar=opt.metavar, help=opt.help)
+            parser.addini(opt.name, opt.help + " (ini, one per line)", type="linelist", default=[])
+        else:
+            group.addoption(opt.flag, action="store", default=None, dest=opt.name, metavar=opt.metavar, help=opt.help)
+            parser.addini(opt.name, opt.help + " (ini)", default=None)
+
+
+def _raw(config: pytest.Config, opt: Option) -> tuple[Any, str | None]:
+    value = config.getoption(opt.name)
+    if value not in (None, []):
+        return value, opt.flag
+    ini = config.getini(opt.name)
+    if ini not in (None, [], "", False):
+        return ini, f"ini {opt.name}"
+    return None, None
+
+
+def _pairs(values: Sequence[str], flag: str, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise pytest.UsageError(f"{flag} {item!r}: expected {what}=VALUE, e.g. {flag} epochs=3")
+        out[key] = value
+    return out
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """Read and check every option; a bad value is one clear usage error."""
+    s = Settings()
+    by_name = {o.name: o for o in OPTIONS}
+    for opt in OPTIONS:
+        value, source = _raw(config, opt)
+        if value is None:
+            continue
+        if opt.name == "sm_no_suite":
+            s.suite = not bool(value)
+        elif opt.name == "sm_image":
+            s.images = list(dict.fromkeys(v.strip() for v in value if v.strip()))
+            if not s.images:
+                raise pytest.UsageError("--sm-image: empty image name; pass a local tag like myrepo/algo:latest")
+        elif opt.name == "sm_job":
+            s.job_file = Path(value)
+            try:
+                s.job_request = load_request(s.job_file)
+            except RequestError as exc:
+                raise pytest.UsageError(f"--sm-job: {exc}") from None
+            problems = [p for p in validate_request(s.job_request) if "TrainingImage" not in p]
+            if problems:
+                raise pytest.UsageError(f"--sm-job {value}: invalid CreateTrainingJob request: {problems[0]}")
+        elif opt.name == "sm_channel":
+            for name, path in _pairs(value, opt.flag, "NAME").items():
+                if not re.fullmatch(r"[A-Za-z0-9.\-_]{1,64}", name):
+                    raise pytest.UsageError(
+                        f"--sm-channel {name}=...: channel names are 1-64 characters of [A-Za-z0-9.-_]"
+                    )
+                p = Path(path).expanduser()
+                if not p.exists():
+                    raise pytest.UsageError(f"--sm-channel {name}={path}: {path} does not exist")
+                s.channels[name] = p
+        elif opt.name == "sm_hyperparameter":
+            s.hyperparameters = _pairs(value, opt.flag, "KEY")
+        elif opt.name == "sm_env":
+            s.environment = _pairs(value, opt.flag, "KEY")
+            bad = [k for k in s.environment if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", k)]
+            if bad:
+                raise pytest.UsageError(f"--sm-env {bad[0]}=...: Environment keys must match [a-zA-Z_][a-zA-Z0-9_]*")
+        elif opt.name == "sm_instance_type":
+            s.instance_type = str(value)
+            from .spec import _request_shape
+
+            enum = _request_shape().members["ResourceConfig"].members["InstanceType"].enum
+            if s.instance_type not in enum:
+                close = fnmatch.filter(enum, s.instance_type.split(".")[0] + "." + "*")[:5]
+                hint = f" (e.g. {', '.join(close)})" if close else " (e.g. ml.m5.large)"
+                raise pytest.UsageError(f"--sm-instance-type {value}: not a SageMaker training instance type{hint}")
+        elif opt.name == "sm_expect_model":
+            s.expect_model = list(value)
+        elif opt.name == "sm_keep":
+            s.keep = bool(value)
+        elif opt.name == "sm_report":
+            s.report = Path(value)
+        elif opt.name == "sm_timeout":
+            try:
+                s.timeout_s = float(value)
+            except ValueError:
+                raise pytest.UsageError(f"--sm-timeout {value!r}: expected a number of seconds") from None
+            if s.timeout_s <= 0:
+                raise pytest.UsageError(f"--sm-timeout {value}: must be positive")
+        if source is not None and opt.name in by_name:
+            s.sources[opt.name] = source
+    return s
