@@ -82,8 +82,8 @@ class ContractModule(pytest.Module):
         node = cls.from_parent(
             session,
             path=Path(__file__),
-            name=f"sagemaker-contract[{image}]",
-            nodeid=f"sagemaker-contract[{image}]",
+            name=f"sagemaker-contract/{image}",
+            nodeid=f"sagemaker-contract/{image}",
         )
         node.image = image
         return node

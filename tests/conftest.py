@@ -1,0 +1,61 @@
+"""Shared test fixtures: a real Docker engine and the example images built on it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+import build  # noqa: E402
+
+pytest_plugins = ["pytester"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """The real engine. Unreachable is a failure, except on a laptop that sets SM_CONTRACT_SKIP_NO_DOCKER=1."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:
+        if os.environ.get("SM_CONTRACT_SKIP_NO_DOCKER") == "1":
+            pytest.skip(f"no Docker engine ({exc}) and SM_CONTRACT_SKIP_NO_DOCKER=1")
+        pytest.fail(f"integration tests need a running Docker engine: {exc}", pytrace=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def example_image(docker_client: docker.DockerClient) -> Callable[[str], str]:
+    """Build (cached by content) an example under examples/ or any directory with a Dockerfile; returns its tag."""
+
+    def make(what: str | os.PathLike[str]) -> str:
+        return str(build.build(docker_client, what))
+
+    return make
+
+
+@pytest.fixture
+def no_leftovers(docker_client: docker.DockerClient) -> Iterator[None]:
+    """Assert the test left no container or network of the plugin behind."""
+    before_c = {c["Id"] for c in docker_client.api.containers(all=True, filters={"label": "sm-contract"})}
+    before_n = {n["Id"] for n in docker_client.api.networks(filters={"label": "sm-contract"})}
+    yield
+    after_c = {c["Id"] for c in docker_client.api.containers(all=True, filters={"label": "sm-contract"})}
+    after_n = {n["Id"] for n in docker_client.api.networks(filters={"label": "sm-contract"})}
+    assert after_c - before_c == set(), "containers left behind"
+    assert after_n - before_n == set(), "networks left behind"

@@ -1,0 +1,229 @@
+"""The built-in contract suite end to end: `pytest --sm-image ...` in a subprocess, real engine, real moto."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import pytest
+
+from .conftest_helpers import outcomes_by_check
+
+REPO = Path(__file__).resolve().parents[2]
+KMEANS = REPO / "examples" / "kmeans"
+
+ALL_CHECKS = (
+    "SM-IMG-EXEC-FORM",
+    "SM-IMG-NO-TINI",
+    "SM-IMG-TRAIN-ON-PATH",
+    "SM-IMG-OPT-ML-EMPTY",
+    "SM-IMG-NO-DRIVER",
+    "SM-RUN-DEFAULT",
+    "SM-RUN-ENTRYPOINT",
+    "SM-RUN-ARGUMENTS",
+    "SM-RUN-BOTH",
+    "SM-RUN-EXTERNAL-SCRIPT",
+    "SM-OUT-MODEL",
+)
+
+
+def run_suite(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *args, timeout=600)
+
+
+def test_kmeans_example_passes_every_clause(
+    pytester: pytest.Pytester, example_image: Callable[[str], str], no_leftovers: None
+) -> None:
+    image = example_image("kmeans")
+    report = pytester.path / "report.json"
+    result = run_suite(
+        pytester,
+        f"--sm-image={image}",
+        f"--sm-job={KMEANS / 'job.json'}",
+        f"--sm-channel=train={KMEANS / 'data'}",
+        "--sm-expect-model=model.json",
+        f"--sm-report={report}",
+        f"--junitxml={pytester.path / 'junit.xml'}",
+    )
+    result.assert_outcomes(passed=10, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*sagemaker-contract: sm_image=*kmeans* (--sm-image), sm_job=*job.json (--sm-job)*",
+            "collected 11 items",
+            "*SageMaker training contract*",
+            "*SM-RUN-DEFAULT*PASS*docker run IMAGE train: Completed*",
+            "*SM-OUT-MODEL*PASS*s3://example-bucket/kmeans/output/*/output/model.tar.gz holds 1 file(s): model.json",
+            "*10 passed, 0 failed, 1 skipped",
+        ]
+    )
+    data = json.loads(report.read_text())
+    assert [i["image"] for i in data["images"]] == [image]
+    entry = data["images"][0]
+    assert entry["image_id"].startswith("sha256:")
+    assert [c["id"] for c in entry["checks"]] == list(ALL_CHECKS)
+    for c in entry["checks"]:
+        assert set(c) >= {"id", "clause", "outcome", "message", "duration_s"}
+        assert c["outcome"] in ("passed", "failed", "skipped")
+        assert c["message"]
+    junit = ET.parse(pytester.path / "junit.xml")
+    props = {
+        (case.get("name"), p.get("name")): p.get("value")
+        for case in junit.iter("testcase")
+        for p in case.iter("property")
+    }
+    assert props[("SM-RUN-DEFAULT", "sm_check_id")] == "SM-RUN-DEFAULT"
+    assert props[("SM-RUN-DEFAULT", "sm_image")] == image
+    assert props[("SM-RUN-DEFAULT", "sm_outcome")] == "passed"
+    assert props[("SM-RUN-DEFAULT", "sm_image_id")].startswith("sha256:")
+
+
+EXPECTED_FAILURES = {
+    "broken/shell-form": ({"SM-IMG-EXEC-FORM"}, r"shell form.*exec form"),
+    "broken/tini": ({"SM-IMG-NO-TINI"}, r"tini"),
+    "broken/opt-ml-files": ({"SM-IMG-OPT-ML-EMPTY"}, r"/opt/ml/model/pretrained.bin"),
+    "broken/bundled-driver": ({"SM-IMG-NO-DRIVER"}, r"libcuda.so.1"),
+    "broken/no-train": (
+        {
+            "SM-IMG-TRAIN-ON-PATH",
+            "SM-RUN-DEFAULT",
+            "SM-RUN-ENTRYPOINT",
+            "SM-RUN-ARGUMENTS",
+            "SM-RUN-BOTH",
+            "SM-RUN-EXTERNAL-SCRIPT",
+            "SM-OUT-MODEL",
+        },
+        r'exec: "train": executable file not found',
+    ),
+}
+
+
+@pytest.mark.parametrize("example", list(EXPECTED_FAILURES))
+def test_broken_example_fails_exactly_its_clause(
+    pytester: pytest.Pytester, example_image: Callable[[str], str], example: str, no_leftovers: None
+) -> None:
+    image = example_image(example)
+    report = pytester.path / "report.json"
+    result = run_suite(pytester, f"--sm-image={image}", f"--sm-report={report}")
+    checks = outcomes_by_check(json.loads(report.read_text()))
+    expected, pattern = EXPECTED_FAILURES[example]
+    failed = {cid for cid, (outcome, _) in checks.items() if outcome == "failed"}
+    assert failed == expected, checks
+    assert result.ret == 1
+    first = sorted(expected, key=ALL_CHECKS.index)[0]
+    assert re.search(pattern, checks[first][1]), checks[first]
+    for cid in set(ALL_CHECKS) - expected:
+        assert checks[cid][0] in ("passed", "skipped"), (cid, checks[cid])
+
+
+def test_dependent_checks_point_at_the_default_run(
+    pytester: pytest.Pytester, example_image: Callable[[str], str]
+) -> None:
+    image = example_image("broken/no-train")
+    result = run_suite(pytester, f"--sm-image={image}", "-k", "SM-RUN or SM-OUT")
+    result.assert_outcomes(failed=6, deselected=5)
+    text = result.stdout.str()
+    assert text.count("executable file not found") >= 1
+    result.stdout.fnmatch_lines(["*SM-RUN-BOTH: not run*cannot train with this job at all*fix that first*"])
+
+
+def test_failed_run_reports_failure_reason_and_log_tail(
+    pytester: pytest.Pytester, example_image: Callable[[str], str], no_leftovers: None
+) -> None:
+    image = example_image(REPO / "tests" / "images" / "fails-with-log")
+    result = run_suite(pytester, f"--sm-image={image}", "-k", "SM-RUN-DEFAULT")
+    result.assert_outcomes(failed=1, deselected=10)
+    result.stdout.fnmatch_lines(
+        [
+            "*SM-RUN-DEFAULT (*): docker run IMAGE train: TrainingJobStatus Failed, "
+            "FailureReason: AlgorithmError: ValueError: loss diverged at epoch 1, exit code: 2*",
+            "*sagemaker log (tail)*",
+            "epoch 1 loss=nan",
+            "fatal: loss diverged",
+            "(full log: *.log)",
+        ]
+    )
+
+
+def test_missing_image_is_one_clear_failure(pytester: pytest.Pytester, no_leftovers: None) -> None:
+    result = run_suite(pytester, "--sm-image=sm-contract-test/does-not-exist:1", "-k", "SM-IMG-EXEC-FORM")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*sm-contract-test/does-not-exist:1*not present locally*build or load it first*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sm-channel=train"], "*--sm-channel 'train': expected NAME=VALUE*"),
+        (["--sm-channel=train=/does/not/exist"], "*--sm-channel train=/does/not/exist: /does/not/exist does not exist*"),
+        (["--sm-job=/no/such/job.json"], "*--sm-job: job file /no/such/job.json does not exist*"),
+        (["--sm-instance-type=ml.m5.huge"], "*--sm-instance-type ml.m5.huge: not a SageMaker training instance type*"),
+        (["--sm-hyperparameter=epochs"], "*--sm-hyperparameter 'epochs': expected KEY=VALUE*"),
+        (["--sm-env=1BAD=x"], "*--sm-env 1BAD=...: Environment keys must match*"),
+        (["--sm-timeout=soon"], "*--sm-timeout 'soon': expected a number of seconds*"),
+    ],
+)
+def test_bad_options_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    result = run_suite(pytester, "--sm-image=x", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_invalid_job_file_names_field_and_limit(pytester: pytest.Pytester) -> None:
+    job = json.loads((KMEANS / "job.json").read_text())
+    job["TrainingJobName"] = "bad_name!"
+    path = pytester.path / "job.json"
+    path.write_text(json.dumps(job))
+    result = run_suite(pytester, "--sm-image=x", f"--sm-job={path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*TrainingJobName: 'bad_name!' does not match the API pattern*"])
+
+
+def test_ini_configuration_and_header_source(
+    pytester: pytest.Pytester, example_image: Callable[[str], str]
+) -> None:
+    image = example_image("valid/train-on-path")
+    pytester.makeini(f"[pytest]\nsm_image = {image}\nsm_expect_model = model.txt\n")
+    result = run_suite(pytester, "-k", "SM-RUN-DEFAULT or SM-IMG-TRAIN-ON-PATH")
+    result.assert_outcomes(passed=2, deselected=9)
+    result.stdout.fnmatch_lines([f"*sm_image={image} (ini sm_image)*"])
+
+
+def test_keep_prints_paths_and_leaves_containers(
+    pytester: pytest.Pytester, example_image: Callable[[str], str], docker_client: docker.DockerClient
+) -> None:
+    image = example_image("valid/train-on-path")
+    result = run_suite(pytester, f"--sm-image={image}", "--sm-keep", "-k", "SM-RUN-DEFAULT")
+    result.assert_outcomes(passed=1, deselected=10)
+    line = next(x for x in result.stdout.lines if "kept job directories under" in x)
+    run_id = re.search(r"sm-contract\.run=(\S+?)\)?;", line)
+    assert run_id is not None
+    path = Path(re.search(r"under (\S+) and", line).group(1))  # type: ignore[union-attr]
+    assert path.is_dir()
+    kept = docker_client.api.containers(all=True, filters={"label": f"sm-contract.run={run_id.group(1)}"})
+    assert len(kept) == 1
+    for c in kept:
+        docker_client.api.remove_container(c["Id"], force=True)
+    import shutil
+
+    shutil.rmtree(path)
+
+
+def test_two_images_get_two_suites(pytester: pytest.Pytester, example_image: Callable[[str], str]) -> None:
+    a = example_image("valid/train-on-path")
+    b = example_image("broken/tini")
+    result = run_suite(pytester, f"--sm-image={a}", f"--sm-image={b}", "-k", "SM-IMG")
+    result.assert_outcomes(passed=8, failed=1, skipped=1, deselected=12)
+    result.stdout.fnmatch_lines([f"sagemaker-contract/{a} *", f"sagemaker-contract/{b} *"])
+
+
+def test_no_suite_without_image(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    result = run_suite(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*sagemaker-contract: no --sm-image given*"])
