@@ -230,7 +230,7 @@ def main() -> int:
     verdict = "MEETS" if ratio <= TARGET_RATIO else "MISSES"
     print(
         f"\nverdict: platform {verdict} the target: median(platform)/median(cli) = {ratio:.2f} "
-        f"(target <= {TARGET_RATIO:.2f}; +{(series['platform'].median() - base_cli) * 1000:.0f} ms per job)"
+        f"(target <= {TARGET_RATIO:.2f}; {(series['platform'].median() - base_cli) * 1000:+.0f} ms per job)"
     )
 
     for name in ("platform", "platform+chan"):

@@ -41,6 +41,10 @@ def main(argv: list[str]) -> int:
         f"--sm-channel=train={kmeans / 'data'}",
         "--sm-expect-model=model.json",
         "--sm-report=sm-report.json",
+        "--sm-stop-after=1.5",
+        "--sm-grace=20",
+        "--sm-checkpoints",
+        "--sm-resume-log=resuming from checkpoint",
         *argv,
     ]
     print("demo: " + " ".join(command[2:]), flush=True)

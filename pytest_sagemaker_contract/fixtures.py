@@ -58,7 +58,9 @@ class SageMakerSession:
                     pytest.fail(self._error, pytrace=False)
                 s3 = S3Server().start()
                 workdir = Path(tempfile.mkdtemp(prefix=f"sm-contract-{self.run_id}-"))
-                self._platform = TrainingPlatform(engine, s3, workdir, run_id=self.run_id, keep=self.settings.keep)
+                self._platform = TrainingPlatform(
+                    engine, s3, workdir, run_id=self.run_id, keep=self.settings.keep, grace_s=self.settings.grace_s
+                )
             return self._platform
 
     @property

@@ -82,8 +82,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     props.append(("sm_phase", report.when))
     item.user_properties.extend(props)
     report.user_properties.extend(props)
-    if report.failed and note.log_tail:
-        report.sections.append(("sagemaker log (tail)", note.log_tail + f"\n(full log: {note.log_path})"))
+    if report.failed:
+        report.sections.extend(note.sections)
+        if note.log_tail:
+            report.sections.append(("sagemaker log (tail)", note.log_tail + f"\n(full log: {note.log_path})"))
     return report
 
 

@@ -59,6 +59,33 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
         600.0,
     ),
+    Option(
+        "sm_stop_after",
+        "SIGTERM checks: send SIGTERM this many seconds after the container starts (default 5)",
+        "float",
+        "SECONDS",
+        5.0,
+    ),
+    Option(
+        "sm_stop_on_log", "SIGTERM checks: send SIGTERM at the first log line matching REGEX instead", metavar="REGEX"
+    ),
+    Option(
+        "sm_grace",
+        "seconds between SIGTERM and SIGKILL (default 120, as SageMaker); lower it to iterate fast",
+        "float",
+        "SECONDS",
+        120.0,
+    ),
+    Option(
+        "sm_sigterm_hyperparameter",
+        "hyperparameter for the SIGTERM runs only, e.g. to make training last longer (repeatable)",
+        "list",
+        "KEY=VALUE",
+    ),
+    Option(
+        "sm_checkpoints", "run SM-CKPT-RESUME even when the job has no CheckpointConfig (a generated S3 URI)", "bool"
+    ),
+    Option("sm_resume_log", "SM-CKPT-RESUME: the resumed run's log must match REGEX", metavar="REGEX"),
     Option("sm_no_suite", "do not collect the built-in contract suite (fixtures only)", "bool"),
 )
 
@@ -76,6 +103,12 @@ class Settings:
     keep: bool = False
     report: Path | None = None
     timeout_s: float = 600.0
+    stop_after_s: float = 5.0
+    stop_on_log: str | None = None
+    grace_s: float = 120.0
+    sigterm_hyperparameters: dict[str, str] = field(default_factory=dict)
+    checkpoints: bool = False
+    resume_log: str | None = None
     suite: bool = True
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -105,6 +138,12 @@ _ATTR = {
     "sm_report": "report",
     "sm_timeout": "timeout_s",
     "sm_no_suite": "suite",
+    "sm_stop_after": "stop_after_s",
+    "sm_stop_on_log": "stop_on_log",
+    "sm_grace": "grace_s",
+    "sm_sigterm_hyperparameter": "sigterm_hyperparameters",
+    "sm_checkpoints": "checkpoints",
+    "sm_resume_log": "resume_log",
 }
 
 
@@ -140,6 +179,16 @@ def _pairs(values: Sequence[str], flag: str, what: str) -> dict[str, str]:
             raise pytest.UsageError(f"{flag} {item!r}: expected {what}=VALUE, e.g. {flag} epochs=3")
         out[key] = value
     return out
+
+
+def _seconds(flag: str, value: Any) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise pytest.UsageError(f"{flag} {value!r}: expected a number of seconds") from None
+    if seconds <= 0:
+        raise pytest.UsageError(f"{flag} {value}: must be a positive number of seconds")
+    return seconds
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -197,13 +246,18 @@ def resolve(config: pytest.Config) -> Settings:
             s.keep = bool(value)
         elif opt.name == "sm_report":
             s.report = Path(value)
-        elif opt.name == "sm_timeout":
+        elif opt.name in ("sm_timeout", "sm_stop_after", "sm_grace"):
+            setattr(s, _ATTR[opt.name], _seconds(opt.flag, value))
+        elif opt.name in ("sm_stop_on_log", "sm_resume_log"):
             try:
-                s.timeout_s = float(value)
-            except ValueError:
-                raise pytest.UsageError(f"--sm-timeout {value!r}: expected a number of seconds") from None
-            if s.timeout_s <= 0:
-                raise pytest.UsageError(f"--sm-timeout {value}: must be positive")
+                re.compile(value)
+            except re.error as exc:
+                raise pytest.UsageError(f"{opt.flag} {value!r}: not a valid regular expression ({exc})") from None
+            setattr(s, _ATTR[opt.name], str(value))
+        elif opt.name == "sm_sigterm_hyperparameter":
+            s.sigterm_hyperparameters = _pairs(value, opt.flag, "KEY")
+        elif opt.name == "sm_checkpoints":
+            s.checkpoints = bool(value)
         if source is not None and opt.name in by_name:
             s.sources[opt.name] = source
     return s

@@ -67,6 +67,7 @@ class CheckNote:
     log_tail: str = ""
     log_path: str = ""
     warnings: list[str] = field(default_factory=list)
+    sections: list[tuple[str, str]] = field(default_factory=list)
 
 
 NOTE_KEY = pytest.StashKey[CheckNote]()
@@ -119,7 +120,7 @@ class ContractItem(pytest.Function):
 def _load_checks() -> None:
     if CHECKS:
         return
-    from . import image, invocation, outputs  # noqa: F401  (registration by import)
+    from . import image, invocation, outputs, stopping  # noqa: F401  (registration by import)
 
 
 # ------------------------------------------------------------------------------------------
@@ -260,10 +261,22 @@ class Suite:
         request = self.item.config.stash[SESSION_KEY].settings.job_request or {}
         return f"{request.get('TrainingJobName', 'sm-contract')[:30]}-{self.check_id.lower()[3:]}"
 
+    @property
+    def settings(self) -> Any:
+        from ..fixtures import SESSION_KEY
+
+        return self.item.config.stash[SESSION_KEY].settings
+
     def run(self, **overrides: Any) -> Any:
         self.facts()
         overrides.setdefault("name", self._name())
         return self.factory(self.image, **overrides).run()
+
+    def start(self, **overrides: Any) -> Any:
+        """A running job (CreateTrainingJob returned); the caller stops and waits for it."""
+        self.facts()
+        overrides.setdefault("name", self._name())
+        return self.factory(self.image, **overrides).start()
 
     def default_run(self) -> Any:
         """`docker run IMAGE train` with the session's job: run once per image, shared by the checks."""

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LABEL", "LABEL_RUN", "ContainerStart", "Engine", "EngineError", "ImageUnavailable"]
+__all__ = ["LABEL", "LABEL_RUN", "ContainerStart", "Engine", "EngineError", "ImageUnavailable", "sigterm_disposition"]
 
 LABEL = "sm-contract"
 LABEL_RUN = "sm-contract.run"
@@ -169,6 +169,28 @@ class Engine:
         titles = [t.upper() for t in top.get("Titles") or []]
         return [dict(zip(titles, row, strict=False)) for row in top.get("Processes") or []]
 
+    def pid1_sigterm(self, container_id: str) -> str | None:
+        """PID 1's SIGTERM disposition: "caught", "ignored" or "default" (None when it cannot be read).
+
+        Read from /proc/<pid>/status on the host when the engine is local, else through `docker exec`.
+        """
+        status = ""
+        try:
+            pid = int(self.state(container_id).get("Pid") or 0)
+            if pid > 0:
+                with open(f"/proc/{pid}/status") as fh:
+                    status = fh.read()
+        except (OSError, ValueError, KeyError):
+            status = ""
+        if not status:
+            try:
+                code, status = self.exec(container_id, ["cat", "/proc/1/status"])
+            except Exception:
+                return None
+            if code != 0:
+                return None
+        return sigterm_disposition(status)
+
     def logs(self, container_id: str) -> str:
         raw: bytes = self.api.logs(container_id, stdout=True, stderr=True)
         return raw.decode("utf-8", "replace")
@@ -221,6 +243,26 @@ class Engine:
             self.remove_network(network["Id"])
             removed += 1
         return removed
+
+
+def sigterm_disposition(proc_status: str) -> str | None:
+    """From a /proc/<pid>/status text: is SIGTERM (15, bit 14) caught, ignored, or left at its default?"""
+    masks: dict[str, int] = {}
+    for line in proc_status.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("SigCgt", "SigIgn"):
+            try:
+                masks[key] = int(value.strip(), 16)
+            except ValueError:
+                return None
+    if "SigCgt" not in masks:
+        return None
+    bit = 1 << (15 - 1)
+    if masks["SigCgt"] & bit:
+        return "caught"
+    if masks.get("SigIgn", 0) & bit:
+        return "ignored"
+    return "default"
 
 
 def _exec_error(text: str) -> str:

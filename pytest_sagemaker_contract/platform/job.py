@@ -19,6 +19,7 @@ from typing import Any
 
 from ..spec import TrainingJobSpec
 from .channels import ChannelError, StagedChannel, stage_channel
+from .checkpoints import CheckpointSync
 from .engine import LABEL_JOB, LABEL_RUN, Engine, EngineError
 from .layout import Host, HostLayout, assign_hosts, channels_for, container_environment, training_job_arn
 from .s3 import S3Server
@@ -52,6 +53,8 @@ class Timeline:
     exited: float | None = None
     finished: float | None = None
     process_tree: list[dict[str, str]] = field(default_factory=list)
+    #: PID 1's SIGTERM disposition when SIGTERM was sent: "caught", "ignored", "default" or None (unknown).
+    pid1_sigterm: str | None = None
 
     @property
     def seconds_to_exit_after_sigterm(self) -> float | None:
@@ -75,6 +78,7 @@ class Timeline:
             "finished": self.finished,
             "seconds_to_exit_after_sigterm": self.seconds_to_exit_after_sigterm,
             "process_tree": self.process_tree,
+            "pid1_sigterm": self.pid1_sigterm,
         }
 
 
@@ -111,6 +115,10 @@ class TrainingJobResult:
     output_data_uri: str | None
     model_clashes: list[str]
     not_simulated: tuple[str, ...]
+    #: Checkpoint files restored into the container before it started (a resumed job sees these).
+    checkpoints_restored: list[str]
+    #: Log lines printed after SIGTERM was sent (what the handler said, if anything).
+    logs_after_sigterm: list[str]
     job_dir: Path | None
     s3: S3Server = field(repr=False)
 
@@ -161,6 +169,7 @@ class _LogBuffer:
 
     def __init__(self, multi_host: bool, sink: LogSink | None) -> None:
         self._lines: list[str] = []
+        self._times: list[float] = []
         self._cond = threading.Condition()
         self._multi = multi_host
         self._sink = sink
@@ -169,6 +178,7 @@ class _LogBuffer:
         text = f"[{host}] {line}" if self._multi else line
         with self._cond:
             self._lines.append(text)
+            self._times.append(time.time())
             self._cond.notify_all()
         if self._sink is not None:
             self._sink(host, line)
@@ -176,6 +186,11 @@ class _LogBuffer:
     def text(self) -> str:
         with self._cond:
             return "\n".join(self._lines)
+
+    def since(self, when: float) -> list[str]:
+        """Lines that arrived at or after `when` (epoch seconds)."""
+        with self._cond:
+            return [line for line, t in zip(self._lines, self._times, strict=True) if t >= when]
 
     def wait_for(self, pattern: re.Pattern[str], timeout: float, done: threading.Event) -> re.Match[str] | None:
         deadline = time.monotonic() + timeout
@@ -237,6 +252,7 @@ class TrainingJob:
         self._supervisor: threading.Thread | None = None
         self._kill_timer: threading.Timer | None = None
         self._failure: tuple[str, int | None] | None = None
+        self._checkpoints: list[CheckpointSync] = []
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -279,6 +295,14 @@ class TrainingJob:
         self.timeline.created = time.time()
         if self._client_error is not None:
             return
+        if spec.checkpoint is not None:
+            for run in self._hosts:
+                assert run.layout.checkpoints is not None
+                sync = CheckpointSync(
+                    self.platform.s3, spec.checkpoint.s3_uri, run.layout.checkpoints, self.platform.checkpoint_sync_s
+                )
+                sync.restore()
+                self._checkpoints.append(sync)
         self.secondary_status = "Training"
         for run in self._hosts:
             assert run.container_id is not None
@@ -291,6 +315,8 @@ class TrainingJob:
             run.log_thread = threading.Thread(target=self._follow, args=(run,), daemon=True)
             run.log_thread.start()
         self.timeline.started = time.time()
+        for sync in self._checkpoints:
+            sync.start()
 
     def _network(self, labels: Mapping[str, str]) -> str | None:
         if len(self._hosts) == 1:
@@ -343,7 +369,8 @@ class TrainingJob:
             while pending:
                 for run in list(pending):
                     assert run.container_id is not None
-                    code = engine.wait(run.container_id, timeout=0.2 if len(pending) > 1 else 1.0)
+                    left = max(0.05, deadline - time.time()) if self._stop_reason is None else 1.0
+                    code = engine.wait(run.container_id, timeout=min(left, 0.2 if len(pending) > 1 else 1.0))
                     if code is None:
                         continue
                     run.exit_code = code
@@ -367,6 +394,9 @@ class TrainingJob:
         for run in self._hosts:
             if run.log_thread is not None:
                 run.log_thread.join(timeout=5)
+        for sync in self._checkpoints:
+            with contextlib.suppress(Exception):
+                sync.finish()
         try:
             self._result = self._export()
         finally:
@@ -438,6 +468,8 @@ class TrainingJob:
             output_data_uri=output_uri,
             model_clashes=clashes,
             not_simulated=spec.not_simulated,
+            checkpoints_restored=sorted({f for s in self._checkpoints for f in s.restored}),
+            logs_after_sigterm=self._logs.since(self.timeline.sigterm_sent) if self.timeline.sigterm_sent else [],
             job_dir=job_dir,
             s3=s3,
         )
@@ -487,6 +519,10 @@ class TrainingJob:
     def logs(self) -> str:
         return self._logs.text()
 
+    def ended(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` seconds for the job to end (artifacts uploaded); True if it has."""
+        return self._done.wait(timeout)
+
     def wait_for_log(self, pattern: str | re.Pattern[str], timeout: float = 60.0) -> re.Match[str] | None:
         """The first log line matching `pattern`, or None if the job ended or `timeout` passed first."""
         compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
@@ -502,6 +538,7 @@ class TrainingJob:
         running = [r for r in self._hosts if r.container_id is not None and r.exit_code is None]
         if running and running[0].container_id is not None:
             self.timeline.process_tree = engine.top(running[0].container_id)
+            self.timeline.pid1_sigterm = engine.pid1_sigterm(running[0].container_id)
         self.timeline.sigterm_sent = time.time()
         self.secondary_status = "Stopping"
         for run in running:
@@ -556,6 +593,7 @@ class TrainingPlatform:
         keep: bool = False,
         grace_s: float = DEFAULT_GRACE_S,
         log_sink: LogSink | None = None,
+        checkpoint_sync_s: float = 1.0,
     ) -> None:
         self.engine = engine
         self.s3 = s3
@@ -566,6 +604,7 @@ class TrainingPlatform:
         self.keep = keep
         self.grace_s = grace_s
         self.log_sink = log_sink
+        self.checkpoint_sync_s = checkpoint_sync_s
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sm-platform")
         workdir.mkdir(parents=True, exist_ok=True)
 

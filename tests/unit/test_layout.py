@@ -236,7 +236,8 @@ def test_create_makes_writable_dirs(tmp_path: Path) -> None:
     layout = HostLayout(tmp_path / "algo-1", "/opt/ml/checkpoints")
     layout.create()
     for path in (layout.config, layout.data, layout.model, layout.output_data, layout.checkpoints):
-        assert path is not None and path.is_dir()
+        assert path is not None
+        assert path.is_dir()
     assert layout.model.stat().st_mode & 0o777 == 0o777
 
 

@@ -57,14 +57,15 @@ def parse_error(req: dict[str, Any]) -> str:
 
 
 def test_kmeans_example_job_parses() -> None:
-    spec = parse_request(load_request(EXAMPLES / "kmeans" / "job.json"))
-    assert spec.name == "kmeans-example"
-    assert spec.hyperparameters == {"k": "3", "epochs": "5", "seed": "1"}
-    assert [(c.name, c.content_type, c.s3_uri) for c in spec.channels] == [
-        ("train", "text/csv", "s3://example-bucket/kmeans/train")
-    ]
-    assert spec.output_path == "s3://example-bucket/kmeans/output"
-    assert spec.max_runtime_s == 3600
+    """The example a user copies must parse; its values come through unchanged."""
+    raw = load_request(EXAMPLES / "kmeans" / "job.json")
+    spec = parse_request(raw)
+    assert spec.name == raw["TrainingJobName"]
+    assert spec.hyperparameters == raw["HyperParameters"]
+    assert [c.name for c in spec.channels] == [c["ChannelName"] for c in raw["InputDataConfig"]]
+    assert spec.channels[0].content_type == "text/csv"
+    assert spec.output_path == raw["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+    assert spec.max_runtime_s == raw["StoppingCondition"]["MaxRuntimeInSeconds"]
     assert spec.hosts == ("algo-1",)
     assert "AlgorithmSpecification.MetricDefinitions" in spec.not_simulated
 

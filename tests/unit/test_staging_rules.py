@@ -52,7 +52,7 @@ def test_parse_s3_uri(uri: str, expected: tuple[str, str]) -> None:
 
 @pytest.mark.parametrize("uri", ["https://bucket/key", "bucket/key", "s3:///key", "s3://"])
 def test_parse_s3_uri_rejects(uri: str) -> None:
-    with pytest.raises(ValueError, match="s3://|no bucket"):
+    with pytest.raises(ValueError, match=r"s3://|no bucket"):
         parse_s3_uri(uri)
 
 
@@ -184,7 +184,8 @@ def test_with_overrides_without_base_is_a_valid_request() -> None:
     req = with_overrides(None, name="fresh", image="img", max_runtime_s=5, checkpoint_s3_uri="s3://b/c")
     spec = parse_request(req)
     assert (spec.name, spec.image, spec.max_runtime_s) == ("fresh", "img", 5)
-    assert spec.checkpoint is not None and spec.checkpoint.s3_uri == "s3://b/c"
+    assert spec.checkpoint is not None
+    assert spec.checkpoint.s3_uri == "s3://b/c"
 
 
 @given(prefix=st.text(max_size=120))

@@ -1,0 +1,177 @@
+"""§5 Stopping: SIGTERM with the grace period, MaxRuntimeInSeconds, and checkpoints across a restart.
+
+StopTrainingJob and MaxRuntimeInSeconds both behave like `docker stop -t 120`: SIGTERM to PID 1, SIGKILL
+120 s later, status Stopped, and /opt/ml/model is still uploaded — saving the model in the SIGTERM
+handler is how intermediate artifacts survive.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import uuid
+from typing import Any
+
+from ..diagnosis import diagnose_kill, process_tree_text
+from . import Suite, check
+from .invocation import expected_model, model_problem
+
+_LONGER = (
+    "make the SIGTERM run train longer, e.g. --sm-sigterm-hyperparameter epochs=1000 (used only for the "
+    "SIGTERM runs), or trigger earlier with --sm-stop-after / --sm-stop-on-log"
+)
+
+
+def _trigger(sm_contract: Suite, job: Any) -> str | None:
+    """Wait for the SIGTERM trigger; a description of it, or None when the job ended first."""
+    settings = sm_contract.settings
+    if settings.stop_on_log:
+        match = job.wait_for_log(settings.stop_on_log, timeout=settings.timeout_s)
+        if match is None:
+            if job.ended(0):
+                return None
+            sm_contract.fail(
+                f"no log line matched --sm-stop-on-log {settings.stop_on_log!r} within {settings.timeout_s:g} s; "
+                "check the pattern against the log"
+            )
+        return f"log line {match.group(0)!r}"
+    started = job.timeline.started or time.time()
+    if job.ended(max(0.0, started + settings.stop_after_s - time.time())):
+        return None
+    return f"{settings.stop_after_s:g} s after start"
+
+
+def _ended_early(sm_contract: Suite, result: Any, what: str) -> None:
+    if result.TrainingJobStatus == "Failed":
+        sm_contract.fail(
+            f"the job Failed before {what}: {result.FailureReason}; it must train before it can be stopped",
+            result,
+        )
+    took = result.timeline.training_seconds or 0.0
+    sm_contract.skip(f"training finished in {took:.1f} s, before {what}: {_LONGER}")
+
+
+def _stopped_verdict(sm_contract: Suite, result: Any, grace: float, what: str) -> str:
+    """Fail with a diagnosis unless the container exited within the grace and saved the model; else the summary."""
+    tl = result.timeline
+    if result.killed:
+        sm_contract.note.sections.append(("process tree at SIGTERM", process_tree_text(tl.process_tree)))
+        if result.logs_after_sigterm:
+            sm_contract.note.sections.append(("log after SIGTERM", "\n".join(result.logs_after_sigterm[-20:])))
+        cause = diagnose_kill(
+            tree=tl.process_tree,
+            pid1_sigterm=tl.pid1_sigterm,
+            logs_after_sigterm=result.logs_after_sigterm,
+            grace_s=grace,
+        )
+        sm_contract.fail(
+            f"{what}: still running {grace:g} s after SIGTERM, killed with SIGKILL (exit code "
+            f"{result.exit_code}); artifacts written after that are lost. {cause}",
+            result,
+        )
+    seconds = tl.seconds_to_exit_after_sigterm or 0.0
+    problem = model_problem(result.model_files, expected_model(sm_contract))
+    if problem:
+        sm_contract.fail(
+            f"{what}: the container exited {seconds:.1f} s after SIGTERM, but {problem}. Save the model to "
+            "/opt/ml/model in the SIGTERM handler before exiting: SageMaker uploads what is there",
+            result,
+        )
+    code = result.exit_code
+    exit_note = f", exit code {code} (SageMaker still reports Stopped)" if code not in (0, None) else ", exit code 0"
+    shown = ", ".join(result.model_files[:3])
+    return f"exited {seconds:.1f} s after SIGTERM (grace {grace:g} s){exit_note}; model saved: {shown}"
+
+
+@check(
+    "SM-SIG-TERM",
+    "§5 StopTrainingJob: SIGTERM, SIGKILL after the grace, model still uploaded",
+    "on SIGTERM the image saves its model and exits within the grace period",
+)
+def sm_sig_term(sm_contract: Suite) -> None:
+    settings = sm_contract.settings
+    grace = settings.grace_s
+    job = sm_contract.start(hyperparameters=settings.sigterm_hyperparameters)
+    with job:
+        trigger = _trigger(sm_contract, job)
+        if trigger is None:
+            _ended_early(sm_contract, job.wait(), "the SIGTERM trigger")
+        job.stop(grace=grace)
+        result = job.wait(grace + 120)
+    summary = _stopped_verdict(sm_contract, result, grace, f"SIGTERM at {trigger}")
+    sm_contract.says(summary)
+
+
+@check(
+    "SM-SIG-MAX-RUNTIME",
+    "§5 MaxRuntimeInSeconds: SIGTERM + grace, Stopped / MaxRuntimeExceeded, model uploaded",
+    "when MaxRuntimeInSeconds expires the job ends Stopped/MaxRuntimeExceeded with its model saved",
+)
+def sm_sig_max_runtime(sm_contract: Suite) -> None:
+    settings = sm_contract.settings
+    runtime = max(1, math.ceil(settings.stop_after_s))
+    result = sm_contract.run(
+        hyperparameters=settings.sigterm_hyperparameters,
+        max_runtime=runtime,
+        timeout=runtime + settings.grace_s + 120,
+    )
+    if result.timeline.sigterm_sent is None:
+        _ended_early(sm_contract, result, f"MaxRuntimeInSeconds={runtime}")
+    if (result.TrainingJobStatus, result.SecondaryStatus) != ("Stopped", "MaxRuntimeExceeded"):
+        sm_contract.fail(
+            f"expected Stopped/MaxRuntimeExceeded, got {result.TrainingJobStatus}/{result.SecondaryStatus}", result
+        )
+    summary = _stopped_verdict(sm_contract, result, settings.grace_s, f"MaxRuntimeInSeconds={runtime}")
+    sm_contract.says(f"Stopped/MaxRuntimeExceeded: {summary}")
+
+
+@check(
+    "SM-CKPT-RESUME",
+    "§3/§5 checkpoints: restored from S3 at start, synced during training; a restarted job resumes",
+    "a stopped job's checkpoints are restored into the next job with the same URI, which then completes",
+)
+def sm_ckpt_resume(sm_contract: Suite) -> None:
+    settings = sm_contract.settings
+    request = settings.job_request or {}
+    config = request.get("CheckpointConfig") or {}
+    if not config and not settings.checkpoints:
+        sm_contract.skip("the job has no CheckpointConfig; pass --sm-checkpoints to test checkpoint/resume anyway")
+    base = str(config.get("S3Uri") or f"s3://sagemaker-contract/{sm_contract.platform.run_id}/checkpoints").rstrip("/")
+    uri = f"{base}/sm-contract-{uuid.uuid4().hex[:8]}"
+    local = config.get("LocalPath")
+    first = sm_contract.start(
+        hyperparameters=settings.sigterm_hyperparameters, checkpoint_s3_uri=uri, checkpoint_local_path=local
+    )
+    with first:
+        trigger = _trigger(sm_contract, first)
+        if trigger is None:
+            _ended_early(sm_contract, first.wait(), "the SIGTERM trigger")
+        first.stop(grace=settings.grace_s)
+        stopped = first.wait(settings.grace_s + 120)
+    saved = [o.key for o in sm_contract.platform.s3.objects(uri + "/")]
+    if not saved:
+        sm_contract.fail(
+            f"the first run (SIGTERM at {trigger}) left no checkpoints: write them to "
+            f"{local or '/opt/ml/checkpoints'} during training; the platform syncs that directory to {uri}",
+            stopped,
+        )
+    resumed = sm_contract.run(checkpoint_s3_uri=uri, checkpoint_local_path=local)
+    if not resumed.checkpoints_restored:
+        sm_contract.fail(f"the second run got no checkpoints restored from {uri}", resumed)
+    if resumed.TrainingJobStatus != "Completed":
+        sm_contract.fail(
+            f"the resumed run (with {len(resumed.checkpoints_restored)} checkpoint file(s) restored) ended "
+            f"{resumed.TrainingJobStatus}: {resumed.FailureReason}",
+            resumed,
+        )
+    if settings.resume_log and not re.search(settings.resume_log, resumed.logs, re.MULTILINE):
+        sm_contract.fail(
+            f"the resumed run Completed but its log never matched --sm-resume-log {settings.resume_log!r}: "
+            "it probably started from scratch instead of from the restored checkpoints",
+            resumed,
+        )
+    sm_contract.says(
+        f"{len(saved)} checkpoint file(s) synced before the stop, {len(resumed.checkpoints_restored)} restored; "
+        "the resumed run Completed"
+    )
