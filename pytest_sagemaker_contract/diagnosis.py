@@ -30,9 +30,13 @@ def pid1_command(tree: Sequence[Mapping[str, str]]) -> str:
     return _command(tree[0]) if tree else ""
 
 
-def _children(tree: Sequence[Mapping[str, str]]) -> list[str]:
+def _root(tree: Sequence[Mapping[str, str]]) -> str | None:
     pids = {row.get("PID") for row in tree}
-    root = next((row.get("PID") for row in tree if row.get("PPID") not in pids), None)
+    return next((row.get("PID") for row in tree if row.get("PPID") not in pids), None)
+
+
+def _children(tree: Sequence[Mapping[str, str]]) -> list[str]:
+    root = _root(tree)
     return [_command(row) for row in tree if row.get("PPID") == root]
 
 
@@ -56,6 +60,7 @@ def diagnose_kill(
     pid1_sigterm: str | None,
     logs_after_sigterm: Sequence[str],
     grace_s: float,
+    tree_at_kill: Sequence[Mapping[str, str]] = (),
 ) -> str:
     """One or two sentences: the likely cause of a SIGKILL at the end of the grace period, and the fix."""
     pid1 = pid1_command(tree)
@@ -71,7 +76,9 @@ def diagnose_kill(
             f"{f' ({child})' if child else ''} (a known open issue of the toolkit). Run the script as PID 1 "
             "(exec-form ENTRYPOINT, or ContainerEntrypoint) or handle SIGTERM in a launcher that forwards it."
         )
-    if program in _SHELLS and children:
+    child_pids = {row.get("PID") for row in tree if row.get("PPID") == _root(tree)}
+    still_there = bool(tree_at_kill) and child_pids <= {row.get("PID") for row in tree_at_kill}
+    if program in _SHELLS and children and (pid1_sigterm != "caught" or still_there or not tree_at_kill):
         if pid1_sigterm == "caught":
             return (
                 f"PID 1 is a shell ({pid1}) with a SIGTERM trap, but it runs {child} in the foreground: the shell "
@@ -80,9 +87,11 @@ def diagnose_kill(
                 "the signal from the trap."
             )
         return (
-            f"PID 1 is a shell ({pid1}) that does not forward SIGTERM to {child}: a shell-form ENTRYPOINT or a "
-            'wrapper script without `exec`. Use an exec-form ENTRYPOINT ["prog", "arg"] and `exec prog "$@"` '
-            "in wrapper scripts, then handle SIGTERM in the program."
+            f"PID 1 is a shell ({pid1}) with no SIGTERM trap, running {child}: the signal is neither handled nor "
+            "forwarded (a shell-form ENTRYPOINT, or a script without `exec` or `trap`). If it wraps a program, "
+            'use an exec-form ENTRYPOINT ["prog", "arg"] or `exec prog "$@"` and handle SIGTERM in the program; '
+            "if the script is the trainer, `trap` TERM to save the model and exit, running long commands in the "
+            "background followed by `wait` so the trap fires at once."
         )
     if pid1_sigterm in ("default", "ignored"):
         how = "ignores SIGTERM explicitly" if pid1_sigterm == "ignored" else "has no SIGTERM handler"

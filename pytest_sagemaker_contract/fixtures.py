@@ -38,8 +38,8 @@ class SageMakerSession:
         self.config = config
         self.settings = settings
         worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-        testrun = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:6]
-        self.run_id = "-".join(p for p in (testrun, worker) if p) or os.urandom(4).hex()
+        base = os.environ.get("SM_CONTRACT_RUN_ID") or os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8]
+        self.run_id = "-".join(p for p in (base, worker) if p) or os.urandom(4).hex()
         self._platform: TrainingPlatform | None = None
         self._error: str | None = None
         self._lock = threading.Lock()

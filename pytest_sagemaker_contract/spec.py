@@ -230,7 +230,7 @@ def validate_request(request: Mapping[str, Any]) -> list[str]:
     """Every way `request` breaks the CreateTrainingJob model, one readable line each."""
     errors: list[str] = []
     _check(_request_shape(), request, "CreateTrainingJobRequest", errors)
-    return [e.replace("CreateTrainingJobRequest.", "", 1) for e in errors]
+    return [e.replace("CreateTrainingJobRequest.", "", 1).replace("CreateTrainingJobRequest: ", "", 1) for e in errors]
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,6 +336,9 @@ def _semantic_errors(req: Mapping[str, Any]) -> list[str]:
         errors.append("ResourceConfig: set either InstanceGroups or InstanceType/InstanceCount, not both")
     if not resource.get("InstanceGroups") and resource.get("InstanceCount", 1) < 1:
         errors.append(f"ResourceConfig.InstanceCount: {resource.get('InstanceCount')} is below 1")
+    groups = resource.get("InstanceGroups") or []
+    if groups and sum(int(g.get("InstanceCount", 0)) for g in groups) < 1:
+        errors.append("ResourceConfig.InstanceGroups: the groups' InstanceCount add up to 0; at least 1 instance")
     return errors
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -50,12 +52,12 @@ def example_image(docker_client: docker.DockerClient) -> Callable[[str], str]:
 
 
 @pytest.fixture
-def no_leftovers(docker_client: docker.DockerClient) -> Iterator[None]:
-    """Assert the test left no container or network of the plugin behind."""
-    before_c = {c["Id"] for c in docker_client.api.containers(all=True, filters={"label": "sm-contract"})}
-    before_n = {n["Id"] for n in docker_client.api.networks(filters={"label": "sm-contract"})}
-    yield
-    after_c = {c["Id"] for c in docker_client.api.containers(all=True, filters={"label": "sm-contract"})}
-    after_n = {n["Id"] for n in docker_client.api.networks(filters={"label": "sm-contract"})}
-    assert after_c - before_c == set(), "containers left behind"
-    assert after_n - before_n == set(), "networks left behind"
+def no_leftovers(docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Give the test's pytest runs their own run id (SM_CONTRACT_RUN_ID) and assert they left nothing behind."""
+    run_id = f"t{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("SM_CONTRACT_RUN_ID", run_id)
+    yield run_id
+    labelled = {"label": f"sm-contract.run={run_id}"}
+    assert docker_client.api.containers(all=True, filters=labelled) == [], "containers left behind"
+    assert docker_client.api.networks(filters=labelled) == [], "networks left behind"
+    assert list(Path(tempfile.gettempdir()).glob(f"sm-contract-{run_id}-*")) == [], "job directories left behind"

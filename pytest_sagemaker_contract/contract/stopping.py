@@ -64,6 +64,7 @@ def _stopped_verdict(sm_contract: Suite, result: Any, grace: float, what: str) -
             pid1_sigterm=tl.pid1_sigterm,
             logs_after_sigterm=result.logs_after_sigterm,
             grace_s=grace,
+            tree_at_kill=tl.process_tree_at_kill,
         )
         sm_contract.fail(
             f"{what}: still running {grace:g} s after SIGTERM, killed with SIGKILL (exit code "

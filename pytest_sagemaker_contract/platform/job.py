@@ -40,6 +40,8 @@ OOM_REASON = (
     "processed on an instance."
 )
 LogSink = Callable[[str, str], None]
+#: DescribeTrainingJob's FailureReason holds at most 1024 characters.
+MAX_FAILURE_REASON = 1024
 
 
 @dataclass
@@ -55,6 +57,8 @@ class Timeline:
     process_tree: list[dict[str, str]] = field(default_factory=list)
     #: PID 1's SIGTERM disposition when SIGTERM was sent: "caught", "ignored", "default" or None (unknown).
     pid1_sigterm: str | None = None
+    #: The process tree just before SIGKILL (empty when the container exited within the grace).
+    process_tree_at_kill: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def seconds_to_exit_after_sigterm(self) -> float | None:
@@ -79,6 +83,7 @@ class Timeline:
             "seconds_to_exit_after_sigterm": self.seconds_to_exit_after_sigterm,
             "process_tree": self.process_tree,
             "pid1_sigterm": self.pid1_sigterm,
+            "process_tree_at_kill": self.process_tree_at_kill,
         }
 
 
@@ -365,7 +370,11 @@ class TrainingJob:
         engine = self.platform.engine
         deadline = (self.timeline.started or time.time()) + self.spec.max_runtime_s
         try:
-            pending = [r for r in self._hosts if r.exit_code is None and r.container_id is not None]
+            pending = [
+                r
+                for r in self._hosts
+                if r.exit_code is None and r.container_id is not None and self._client_error is None
+            ]
             while pending:
                 for run in list(pending):
                     assert run.container_id is not None
@@ -495,10 +504,12 @@ class TrainingJob:
             reason = f"AlgorithmError: CannotStartContainerError: {failed.start_error}, exit code: {code}"
         else:
             text = (failed.failure_text or "").strip() or "See job logs for more information"
-            reason = f"AlgorithmError: {text}, exit code: {code}"
+            suffix = f", exit code: {code}"
+            room = MAX_FAILURE_REASON - len("AlgorithmError: ") - len(suffix) - (20 if len(hosts) > 1 else 0)
+            reason = f"AlgorithmError: {text[:room]}{suffix}"
         if len(hosts) > 1:
             reason = f"{reason} (host {failed.host})"
-        return "Failed", "Failed", reason[:1024] if len(reason) > 1024 else reason, code
+        return "Failed", "Failed", reason, code
 
     # -- public ---------------------------------------------------------------------------
 
@@ -546,6 +557,9 @@ class TrainingJob:
             engine.kill(run.container_id, "SIGTERM")
 
         def kill() -> None:
+            first = running[0]
+            if first.exit_code is None and first.container_id is not None:
+                self.timeline.process_tree_at_kill = engine.top(first.container_id)
             for run in running:
                 if run.exit_code is None and run.container_id is not None:
                     self.timeline.sigkill_sent = self.timeline.sigkill_sent or time.time()

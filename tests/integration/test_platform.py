@@ -197,11 +197,6 @@ def test_empty_channel_prefix_fails_before_any_container_runs(platform: Training
     assert result.logs == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: job._supervise waits on the created-but-never-started container after a ClientError; "
-    "the engine answers 0 at once, so the host reports exit_code 0 and an exit time",
-)
 def test_client_error_host_has_no_exit_code(platform: TrainingPlatform, probe: str) -> None:
     uri = f"s3://{CHANNEL_BUCKET}/nothing-here/eval"
     result = platform.run(make_spec(probe, "empty-channel", channel_uris={"eval": uri}), timeout=60)

@@ -28,6 +28,9 @@ ALL_CHECKS = (
     "SM-RUN-BOTH",
     "SM-RUN-EXTERNAL-SCRIPT",
     "SM-OUT-MODEL",
+    "SM-SIG-TERM",
+    "SM-SIG-MAX-RUNTIME",
+    "SM-CKPT-RESUME",
 )
 
 
@@ -46,18 +49,23 @@ def test_kmeans_example_passes_every_clause(
         f"--sm-job={KMEANS / 'job.json'}",
         f"--sm-channel=train={KMEANS / 'data'}",
         "--sm-expect-model=model.json",
+        "--sm-stop-after=1.5",
+        "--sm-grace=10",
+        "--sm-checkpoints",
         f"--sm-report={report}",
         f"--junitxml={pytester.path / 'junit.xml'}",
     )
-    result.assert_outcomes(passed=10, skipped=1)
+    result.assert_outcomes(passed=13, skipped=1)
     result.stdout.fnmatch_lines(
         [
             "*sagemaker-contract: sm_image=*kmeans* (--sm-image), sm_job=*job.json (--sm-job)*",
-            "collected 11 items",
+            "collected 14 items",
             "*SageMaker training contract*",
             "*SM-RUN-DEFAULT*PASS*docker run IMAGE train: Completed*",
             "*SM-OUT-MODEL*PASS*s3://example-bucket/kmeans/output/*/output/model.tar.gz holds 1 file(s): model.json",
-            "*10 passed, 0 failed, 1 skipped",
+            "*SM-SIG-TERM*PASS*exited * s after SIGTERM (grace 10 s), exit code 0; model saved: model.json",
+            "*SM-CKPT-RESUME*PASS*checkpoint file(s) synced before the stop*restored; the resumed run Completed",
+            "*13 passed, 0 failed, 1 skipped",
         ]
     )
     data = json.loads(report.read_text())
@@ -95,6 +103,8 @@ EXPECTED_FAILURES = {
             "SM-RUN-BOTH",
             "SM-RUN-EXTERNAL-SCRIPT",
             "SM-OUT-MODEL",
+            "SM-SIG-TERM",
+            "SM-SIG-MAX-RUNTIME",
         },
         r'exec: "train": executable file not found',
     ),
@@ -124,7 +134,7 @@ def test_dependent_checks_point_at_the_default_run(
 ) -> None:
     image = example_image("broken/no-train")
     result = run_suite(pytester, f"--sm-image={image}", "-k", "SM-RUN or SM-OUT")
-    result.assert_outcomes(failed=6, deselected=5)
+    result.assert_outcomes(failed=6, deselected=8)
     text = result.stdout.str()
     assert text.count("executable file not found") >= 1
     result.stdout.fnmatch_lines(["*SM-RUN-BOTH: not run*cannot train with this job at all*fix that first*"])
@@ -135,7 +145,7 @@ def test_failed_run_reports_failure_reason_and_log_tail(
 ) -> None:
     image = example_image(REPO / "tests" / "images" / "fails-with-log")
     result = run_suite(pytester, f"--sm-image={image}", "-k", "SM-RUN-DEFAULT")
-    result.assert_outcomes(failed=1, deselected=10)
+    result.assert_outcomes(failed=1, deselected=13)
     result.stdout.fnmatch_lines(
         [
             "*SM-RUN-DEFAULT (*): docker run IMAGE train: TrainingJobStatus Failed, "
@@ -159,7 +169,10 @@ def test_missing_image_is_one_clear_failure(pytester: pytest.Pytester, no_leftov
     ("args", "message"),
     [
         (["--sm-channel=train"], "*--sm-channel 'train': expected NAME=VALUE*"),
-        (["--sm-channel=train=/does/not/exist"], "*--sm-channel train=/does/not/exist: /does/not/exist does not exist*"),
+        (
+            ["--sm-channel=train=/does/not/exist"],
+            "*--sm-channel train=/does/not/exist: /does/not/exist does not exist*",
+        ),
         (["--sm-job=/no/such/job.json"], "*--sm-job: job file /no/such/job.json does not exist*"),
         (["--sm-instance-type=ml.m5.huge"], "*--sm-instance-type ml.m5.huge: not a SageMaker training instance type*"),
         (["--sm-hyperparameter=epochs"], "*--sm-hyperparameter 'epochs': expected KEY=VALUE*"),
@@ -184,13 +197,11 @@ def test_invalid_job_file_names_field_and_limit(pytester: pytest.Pytester) -> No
     result.stderr.fnmatch_lines(["*TrainingJobName: 'bad_name!' does not match the API pattern*"])
 
 
-def test_ini_configuration_and_header_source(
-    pytester: pytest.Pytester, example_image: Callable[[str], str]
-) -> None:
+def test_ini_configuration_and_header_source(pytester: pytest.Pytester, example_image: Callable[[str], str]) -> None:
     image = example_image("valid/train-on-path")
     pytester.makeini(f"[pytest]\nsm_image = {image}\nsm_expect_model = model.txt\n")
     result = run_suite(pytester, "-k", "SM-RUN-DEFAULT or SM-IMG-TRAIN-ON-PATH")
-    result.assert_outcomes(passed=2, deselected=9)
+    result.assert_outcomes(passed=2, deselected=12)
     result.stdout.fnmatch_lines([f"*sm_image={image} (ini sm_image)*"])
 
 
@@ -199,7 +210,7 @@ def test_keep_prints_paths_and_leaves_containers(
 ) -> None:
     image = example_image("valid/train-on-path")
     result = run_suite(pytester, f"--sm-image={image}", "--sm-keep", "-k", "SM-RUN-DEFAULT")
-    result.assert_outcomes(passed=1, deselected=10)
+    result.assert_outcomes(passed=1, deselected=13)
     line = next(x for x in result.stdout.lines if "kept job directories under" in x)
     run_id = re.search(r"sm-contract\.run=(\S+?)\)?;", line)
     assert run_id is not None
@@ -218,7 +229,7 @@ def test_two_images_get_two_suites(pytester: pytest.Pytester, example_image: Cal
     a = example_image("valid/train-on-path")
     b = example_image("broken/tini")
     result = run_suite(pytester, f"--sm-image={a}", f"--sm-image={b}", "-k", "SM-IMG")
-    result.assert_outcomes(passed=8, failed=1, skipped=1, deselected=12)
+    result.assert_outcomes(passed=8, failed=1, skipped=1, deselected=18)
     result.stdout.fnmatch_lines([f"sagemaker-contract/{a} *", f"sagemaker-contract/{b} *"])
 
 

@@ -262,11 +262,6 @@ def test_instance_groups_with_instance_type_is_rejected() -> None:
     assert "either InstanceGroups or InstanceType/InstanceCount" in parse_error(req)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: spec._semantic_errors checks InstanceCount >= 1 only without InstanceGroups; "
-    "groups whose counts sum to 0 give a job with no hosts",
-)
 def test_instance_groups_with_no_instances_are_rejected() -> None:
     req = request(
         ResourceConfig={
