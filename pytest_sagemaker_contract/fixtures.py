@@ -56,10 +56,18 @@ class SageMakerSession:
                 except EngineError as exc:
                     self._error = f"sagemaker-contract: {exc}"
                     pytest.fail(self._error, pytrace=False)
-                s3 = S3Server().start()
+                gateway = engine.bridge_gateway()
+                s3 = S3Server(host=gateway or "127.0.0.1").start()
                 workdir = Path(tempfile.mkdtemp(prefix=f"sm-contract-{self.run_id}-"))
                 self._platform = TrainingPlatform(
-                    engine, s3, workdir, run_id=self.run_id, keep=self.settings.keep, grace_s=self.settings.grace_s
+                    engine,
+                    s3,
+                    workdir,
+                    run_id=self.run_id,
+                    keep=self.settings.keep,
+                    grace_s=self.settings.grace_s,
+                    default_network=None if gateway else "none",
+                    container_s3_endpoint=s3.endpoint_url if gateway else None,
                 )
             return self._platform
 

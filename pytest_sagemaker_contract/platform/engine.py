@@ -8,6 +8,8 @@ testcontainers' container wrapper stops with a forced remove (SIGKILL) and pulls
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -98,18 +100,27 @@ class Engine:
         binds: Mapping[str, Mapping[str, str]],
         labels: Mapping[str, str],
         network: str | None,
+        aliases: Sequence[str] = (),
         extra: Mapping[str, Any] | None = None,
     ) -> str:
         """Create the container exactly like `docker run [--entrypoint E] IMAGE [ARGS...]`, without `--init`.
 
         An entrypoint given here makes the daemon drop the image's CMD, as `docker run --entrypoint` does.
         """
+        extra_kwargs = dict(extra or {})
+        all_binds = {k: dict(v) for k, v in binds.items()}
+        all_binds.update({k: dict(v) for k, v in extra_kwargs.pop("binds", {}).items()})
         host_config = self.api.create_host_config(
-            binds={k: dict(v) for k, v in binds.items()},
+            binds=all_binds,
             init=False,
             network_mode=network,
-            **dict(extra or {}),
+            **extra_kwargs,
         )
+        networking = None
+        if network not in (None, "none", "host", "bridge") and aliases:
+            networking = self.api.create_networking_config(
+                {network: self.api.create_endpoint_config(aliases=list(aliases))}
+            )
         try:
             created = self.api.create_container(
                 image=image,
@@ -120,6 +131,7 @@ class Engine:
                 environment=dict(environment),
                 labels={LABEL: "1", **labels},
                 host_config=host_config,
+                networking_config=networking,
                 detach=True,
             )
         except Exception as exc:
@@ -218,9 +230,37 @@ class Engine:
 
     # -- networks -------------------------------------------------------------------------
 
+    def bridge_gateway(self) -> str | None:
+        """The host's address on Docker's default bridge, the one way containers reach host services here.
+
+        None when the engine has no bridge (e.g. `dockerd --bridge=none`) or is not on this machine.
+        """
+        import docker.errors
+
+        try:
+            config = self.api.inspect_network("bridge")["IPAM"]["Config"] or []
+        except (docker.errors.DockerException, KeyError, TypeError):
+            return None
+        for entry in config:
+            gateway = entry.get("Gateway")
+            if not gateway and entry.get("Subnet"):
+                gateway = str(next(ipaddress.ip_network(entry["Subnet"], strict=False).hosts()))
+            if gateway and _is_local_address(gateway):
+                return str(gateway)
+        return None
+
     def create_network(self, name: str, labels: Mapping[str, str], internal: bool) -> str:
+        """A bridge network for one job. `internal` (network isolation) also gives the host no address on it,
+        so the containers have no route to anything but each other: not the host's services (moto
+        included, which an internal network alone would still let them reach), not the outside."""
+        options = {"com.docker.network.bridge.inhibit_ipv4": "true"} if internal else None
         created = self.api.create_network(
-            name, driver="bridge", internal=internal, labels={LABEL: "1", **labels}, check_duplicate=True
+            name,
+            driver="bridge",
+            internal=internal,
+            options=options,
+            labels={LABEL: "1", **labels},
+            check_duplicate=True,
         )
         return str(created["Id"])
 
@@ -243,6 +283,16 @@ class Engine:
             self.remove_network(network["Id"])
             removed += 1
         return removed
+
+
+def _is_local_address(address: str) -> bool:
+    """True when this process can listen on `address`, i.e. the engine's bridge is on this machine."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((address, 0))
+    except OSError:
+        return False
+    return True
 
 
 def sigterm_disposition(proc_status: str) -> str | None:

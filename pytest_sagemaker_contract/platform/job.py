@@ -21,7 +21,15 @@ from ..spec import TrainingJobSpec
 from .channels import ChannelError, StagedChannel, stage_channel
 from .checkpoints import CheckpointSync
 from .engine import LABEL_JOB, LABEL_RUN, Engine, EngineError
-from .layout import Host, HostLayout, assign_hosts, channels_for, container_environment, training_job_arn
+from .layout import (
+    Host,
+    HostLayout,
+    assign_hosts,
+    channels_for,
+    container_environment,
+    s3_client_environment,
+    training_job_arn,
+)
 from .s3 import S3Server
 
 __all__ = [
@@ -268,6 +276,8 @@ class TrainingJob:
         labels = {LABEL_RUN: self.platform.run_id, LABEL_JOB: f"{spec.name}-{self._suffix}"}
         network = self._network(labels)
         env = container_environment(spec, self.platform.region, self.platform.set_region_env)
+        if not spec.network_isolation and self.platform.container_s3_endpoint:
+            env = {**s3_client_environment(self.platform.container_s3_endpoint, self.platform.region), **env}
         command = ["train"] if spec.entrypoint is None and spec.arguments is None else spec.arguments
         for run in self._hosts:
             run.layout.create()
@@ -287,6 +297,7 @@ class TrainingJob:
                 binds=run.layout.binds(read_only),
                 labels={**labels, "sm-contract.host": run.host.name},
                 network=network,
+                aliases=(run.host.name,),
             )
 
         pool = self.platform.pool
@@ -309,23 +320,32 @@ class TrainingJob:
                 sync.restore()
                 self._checkpoints.append(sync)
         self.secondary_status = "Training"
-        for run in self._hosts:
+
+        def start(run: _HostRun) -> None:
             assert run.container_id is not None
             started = engine.start(run.container_id)
             if started.error is not None:
                 run.start_error = started.error
                 run.exit_code = 127
                 run.exited_at = time.time()
-                continue
+                return
             run.log_thread = threading.Thread(target=self._follow, args=(run,), daemon=True)
             run.log_thread.start()
+
+        if len(self._hosts) == 1:
+            start(self._hosts[0])
+        else:
+            for future in [pool.submit(start, run) for run in self._hosts]:
+                future.result()
         self.timeline.started = time.time()
         for sync in self._checkpoints:
             sync.start()
 
     def _network(self, labels: Mapping[str, str]) -> str | None:
+        """Single host: the default bridge, or no network at all under isolation. N hosts: a network of the
+        job's own (internal under isolation: peers talk, nothing else is reachable), named hosts as aliases."""
         if len(self._hosts) == 1:
-            return "none" if self.spec.network_isolation else None
+            return "none" if self.spec.network_isolation else self.platform.default_network
         name = f"sm-{self.spec.name[:40]}-{self._suffix}"
         self._network_id = self.platform.engine.create_network(
             name, labels=labels, internal=self.spec.network_isolation
@@ -608,6 +628,8 @@ class TrainingPlatform:
         grace_s: float = DEFAULT_GRACE_S,
         log_sink: LogSink | None = None,
         checkpoint_sync_s: float = 1.0,
+        default_network: str | None = None,
+        container_s3_endpoint: str | None = None,
     ) -> None:
         self.engine = engine
         self.s3 = s3
@@ -619,6 +641,8 @@ class TrainingPlatform:
         self.grace_s = grace_s
         self.log_sink = log_sink
         self.checkpoint_sync_s = checkpoint_sync_s
+        self.default_network = default_network
+        self.container_s3_endpoint = container_s3_endpoint
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sm-platform")
         workdir.mkdir(parents=True, exist_ok=True)
 
