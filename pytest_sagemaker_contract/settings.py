@@ -87,6 +87,21 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("sm_resume_log", "SM-CKPT-RESUME: the resumed run's log must match REGEX", metavar="REGEX"),
     Option("sm_no_suite", "do not collect the built-in contract suite (fixtures only)", "bool"),
+    Option(
+        "sm_input_modes",
+        "SM-DATA-MODES: try the channels under each of these input modes (comma-separated: File,FastFile,Pipe)",
+        metavar="MODES",
+    ),
+    Option("sm_instance_count", "SM-HOSTS-MULTI: train on N hosts (default: the job's count when > 1)", metavar="N"),
+    Option("sm_allow_network", "the image needs the network: skip SM-NET-ISOLATION", "bool"),
+    Option(
+        "sm_gpus",
+        "how containers get the instance's GPUs: auto (NVIDIA runtime/CDI when present), all, none, or devices "
+        "(/dev/nvidia* passthrough plus the host driver read-only, for hosts without the container toolkit)",
+        metavar="MODE",
+        default="auto",
+    ),
+    Option("sm_gpu_probe", "SM-GPU-VISIBLE: also run CMD with sh -c in the container; it must exit 0", metavar="CMD"),
 )
 
 
@@ -110,6 +125,11 @@ class Settings:
     checkpoints: bool = False
     resume_log: str | None = None
     suite: bool = True
+    input_modes: list[str] = field(default_factory=list)
+    instance_count: int | None = None
+    allow_network: bool = False
+    gpus: str = "auto"
+    gpu_probe: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
 
     def header(self) -> list[str]:
@@ -144,6 +164,11 @@ _ATTR = {
     "sm_sigterm_hyperparameter": "sigterm_hyperparameters",
     "sm_checkpoints": "checkpoints",
     "sm_resume_log": "resume_log",
+    "sm_input_modes": "input_modes",
+    "sm_instance_count": "instance_count",
+    "sm_allow_network": "allow_network",
+    "sm_gpus": "gpus",
+    "sm_gpu_probe": "gpu_probe",
 }
 
 
@@ -258,6 +283,35 @@ def resolve(config: pytest.Config) -> Settings:
             s.sigterm_hyperparameters = _pairs(value, opt.flag, "KEY")
         elif opt.name == "sm_checkpoints":
             s.checkpoints = bool(value)
+        elif opt.name == "sm_input_modes":
+            modes = [m.strip() for m in str(value).split(",") if m.strip()]
+            bad = [m for m in modes if m not in ("File", "FastFile", "Pipe")]
+            if bad or not modes:
+                raise pytest.UsageError(
+                    f"--sm-input-modes {value}: expected a comma-separated subset of File,FastFile,Pipe"
+                )
+            s.input_modes = list(dict.fromkeys(modes))
+        elif opt.name == "sm_instance_count":
+            try:
+                s.instance_count = int(value)
+            except ValueError:
+                raise pytest.UsageError(f"--sm-instance-count {value!r}: expected a whole number of hosts") from None
+            if not 1 <= s.instance_count <= 20:
+                raise pytest.UsageError(f"--sm-instance-count {value}: between 1 and 20 hosts here")
+        elif opt.name == "sm_allow_network":
+            s.allow_network = bool(value)
+        elif opt.name == "sm_gpus":
+            from .platform.gpu import GPU_MODES
+
+            s.gpus = str(value).strip().lower()
+            if s.gpus not in GPU_MODES:
+                raise pytest.UsageError(f"--sm-gpus {value}: expected one of {', '.join(GPU_MODES)}")
+        elif opt.name == "sm_gpu_probe":
+            if not str(value).strip():
+                raise pytest.UsageError(
+                    "--sm-gpu-probe: empty command; e.g. --sm-gpu-probe 'python -c \"import torch\"'"
+                )
+            s.gpu_probe = str(value)
         if source is not None and opt.name in by_name:
             s.sources[opt.name] = source
     return s

@@ -214,6 +214,9 @@ def save(progress: Progress, interrupted: bool) -> None:
         "hosts": progress.hosts,
         "training_job_name": os.environ.get("TRAINING_JOB_NAME"),
     }
+    if progress.hosts and progress.host != progress.hosts[0]:
+        log(f"{progress.host} is not the leader ({progress.hosts[0]}): the leader writes the model")
+        return
     write_json(MODEL, model)
     metrics = {
         "inertia": progress.inertia,

@@ -120,7 +120,9 @@ class ContractItem(pytest.Function):
 def _load_checks() -> None:
     if CHECKS:
         return
-    from . import image, invocation, outputs, stopping  # noqa: F401  (registration by import)
+    from . import image, invocation, outputs, stopping  # noqa: F401, I001  (registration by import, in suite order)
+    from . import cluster  # noqa: F401
+    from . import gpu  # noqa: F401
 
 
 # ------------------------------------------------------------------------------------------

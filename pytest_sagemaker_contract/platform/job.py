@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import io
 import os
 import re
@@ -30,6 +31,7 @@ from .layout import (
     s3_client_environment,
     training_job_arn,
 )
+from .pipes import PipeFeeder, PipeOptions, pipe_feeder
 from .s3 import S3Server
 
 __all__ = [
@@ -232,7 +234,12 @@ class _HostRun:
         self.exited_at: float | None = None
         self.killed = False
         self.channels: list[StagedChannel] = []
+        self.feeders: list[PipeFeeder] = []
         self.log_thread: threading.Thread | None = None
+
+    def stop_feeders(self) -> None:
+        for feeder in self.feeders:
+            feeder.stop()
 
 
 class TrainingJob:
@@ -323,8 +330,11 @@ class TrainingJob:
 
         def start(run: _HostRun) -> None:
             assert run.container_id is not None
+            for feeder in run.feeders:
+                feeder.start()
             started = engine.start(run.container_id)
             if started.error is not None:
+                run.stop_feeders()
                 run.start_error = started.error
                 run.exit_code = 127
                 run.exited_at = time.time()
@@ -358,6 +368,20 @@ class TrainingJob:
             for run in self._hosts:
                 for channel in channels_for(spec, run.host):
                     receivers = [r for r in self._hosts if channel in channels_for(spec, r.host)]
+                    if channel.input_mode == "Pipe":
+                        run.feeders.append(
+                            pipe_feeder(
+                                self.platform.s3,
+                                channel,
+                                run.layout.data,
+                                host_index=receivers.index(run),
+                                host_count=len(receivers),
+                                role_arn=spec.role_arn,
+                                region=self.platform.region,
+                                options=PipeOptions.from_request(spec.request, channel.name),
+                            )
+                        )
+                        continue
                     run.channels.append(
                         stage_channel(
                             self.platform.s3,
@@ -404,6 +428,7 @@ class TrainingJob:
                         continue
                     run.exit_code = code
                     run.exited_at = time.time()
+                    run.stop_feeders()
                     pending.remove(run)
                     if code != 0 and self._failure is None and self._stop_reason is None:
                         self._failure = (run.host.name, code)
@@ -418,6 +443,8 @@ class TrainingJob:
     def _finish(self) -> None:
         if self._kill_timer is not None:
             self._kill_timer.cancel()
+        for run in self._hosts:
+            run.stop_feeders()
         exits = [r.exited_at for r in self._hosts if r.exited_at is not None]
         self.timeline.exited = max(exits) if exits else None
         for run in self._hosts:
@@ -685,22 +712,26 @@ def _walk_entries(root: Path) -> Iterator[tuple[Path, str]]:
 
 
 def _pack_and_upload(s3: S3Server, roots: list[Path], uri: str, clashes: list[str]) -> list[str]:
-    """Merge `roots` into one tar.gz at `uri` (first host wins a clash, which is recorded).
+    """Merge `roots` into one tar.gz at `uri` (the first host wins a clash, which is recorded).
+
+    A clash is a file name two hosts wrote with different contents; identical copies (every host of
+    a data-parallel job saving the same weights) lose nothing and are not reported.
 
     An empty first root still yields an (empty) model.tar.gz, as SageMaker uploads one; other
     archives are only written when they hold files.
     """
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, Path]] = {}
     entries: list[tuple[Path, str]] = []
     for i, root in enumerate(roots):
         if not root.is_dir():
             continue
         for path, name in _walk_entries(root):
             if name in seen:
-                if not path.is_dir() and seen[name] != i:
+                first_host, first = seen[name]
+                if first_host != i and not path.is_dir() and not filecmp.cmp(first, path, shallow=False):
                     clashes.append(name)
                 continue
-            seen[name] = i
+            seen[name] = (i, path)
             entries.append((path, name))
     files = sorted(name for path, name in entries if not path.is_dir())
     if not files and not uri.endswith("/model.tar.gz"):

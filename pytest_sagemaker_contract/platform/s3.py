@@ -145,6 +145,23 @@ class S3Server:
         with open(dest, "wb") as out:
             shutil.copyfileobj(body, out, _CHUNK)
 
+    def open(self, obj: S3Object) -> Any:
+        """A readable stream of one object's bytes (close it when done): for pipes that never hold it whole."""
+        return self.client().get_object(Bucket=obj.bucket, Key=obj.key)["Body"]
+
+    def head(self, uri: str) -> S3Object | None:
+        """The object at `uri` with its size, or None when there is none (or no bucket)."""
+        bucket, key = parse_s3_uri(uri)
+        if not key:
+            return None
+        from botocore.exceptions import ClientError
+
+        try:
+            size = self.client().head_object(Bucket=bucket, Key=key)["ContentLength"]
+        except ClientError:  # 404 and 403 alike: SageMaker's role could not read it either
+            return None
+        return S3Object(bucket, key, int(size))
+
     def download_many(self, pairs: list[tuple[S3Object, Path]], workers: int = 8) -> None:
         if len(pairs) <= 1:
             for obj, dest in pairs:

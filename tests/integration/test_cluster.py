@@ -131,10 +131,14 @@ def test_first_failure_fails_the_job_and_names_the_host(platform: TrainingPlatfo
 
 
 def test_model_name_clash_between_hosts_is_reported(platform: TrainingPlatform, probe: str) -> None:
+    """Different contents under one name is a clash; identical copies (CLASH=same) are not."""
     result = run(platform, probe, 2, environment={"CLASH": "1"})
     assert result.TrainingJobStatus == "Completed"
     assert result.model_files == ["model.txt"]
     assert result.model_clashes == ["model.txt"]
+    same = run(platform, probe, 2, environment={"CLASH": "same"})
+    assert same.model_files == ["model.txt"]
+    assert same.model_clashes == []
 
 
 def test_heterogeneous_groups_and_channel_group_limits(platform: TrainingPlatform, probe: str) -> None:

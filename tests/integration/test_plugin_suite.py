@@ -31,6 +31,10 @@ ALL_CHECKS = (
     "SM-SIG-TERM",
     "SM-SIG-MAX-RUNTIME",
     "SM-CKPT-RESUME",
+    "SM-DATA-MODES",
+    "SM-HOSTS-MULTI",
+    "SM-NET-ISOLATION",
+    "SM-GPU-VISIBLE",
 )
 
 
@@ -55,17 +59,20 @@ def test_kmeans_example_passes_every_clause(
         f"--sm-report={report}",
         f"--junitxml={pytester.path / 'junit.xml'}",
     )
-    result.assert_outcomes(passed=13, skipped=1)
+    result.assert_outcomes(passed=15, skipped=3)
     result.stdout.fnmatch_lines(
         [
             "*sagemaker-contract: sm_image=*kmeans* (--sm-image), sm_job=*job.json (--sm-job)*",
-            "collected 14 items",
+            "collected 18 items",
             "*SageMaker training contract*",
             "*SM-RUN-DEFAULT*PASS*docker run IMAGE train: Completed*",
             "*SM-OUT-MODEL*PASS*s3://example-bucket/kmeans/output/*/output/model.tar.gz holds 1 file(s): model.json",
             "*SM-SIG-TERM*PASS*exited * s after SIGTERM (grace 10 s), exit code 0; model saved: model.json",
             "*SM-CKPT-RESUME*PASS*checkpoint file(s) synced before the stop*restored; the resumed run Completed",
-            "*13 passed, 0 failed, 1 skipped",
+            "*SM-DATA-MODES*PASS*File: the only mode the job declares, proven by SM-RUN-DEFAULT*",
+            "*SM-NET-ISOLATION*PASS*Completed with EnableNetworkIsolation*",
+            "*SM-GPU-VISIBLE*SKIP*",
+            "*15 passed, 0 failed, 3 skipped",
         ]
     )
     data = json.loads(report.read_text())
@@ -105,6 +112,7 @@ EXPECTED_FAILURES = {
             "SM-OUT-MODEL",
             "SM-SIG-TERM",
             "SM-SIG-MAX-RUNTIME",
+            "SM-NET-ISOLATION",
         },
         r'exec: "train": executable file not found',
     ),
@@ -134,7 +142,7 @@ def test_dependent_checks_point_at_the_default_run(
 ) -> None:
     image = example_image("broken/no-train")
     result = run_suite(pytester, f"--sm-image={image}", "-k", "SM-RUN or SM-OUT")
-    result.assert_outcomes(failed=6, deselected=8)
+    result.assert_outcomes(failed=6)
     text = result.stdout.str()
     assert text.count("executable file not found") >= 1
     result.stdout.fnmatch_lines(["*SM-RUN-BOTH: not run*cannot train with this job at all*fix that first*"])
@@ -145,7 +153,7 @@ def test_failed_run_reports_failure_reason_and_log_tail(
 ) -> None:
     image = example_image(REPO / "tests" / "images" / "fails-with-log")
     result = run_suite(pytester, f"--sm-image={image}", "-k", "SM-RUN-DEFAULT")
-    result.assert_outcomes(failed=1, deselected=13)
+    result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
             "*SM-RUN-DEFAULT (*): docker run IMAGE train: TrainingJobStatus Failed, "
@@ -201,7 +209,7 @@ def test_ini_configuration_and_header_source(pytester: pytest.Pytester, example_
     image = example_image("valid/train-on-path")
     pytester.makeini(f"[pytest]\nsm_image = {image}\nsm_expect_model = model.txt\n")
     result = run_suite(pytester, "-k", "SM-RUN-DEFAULT or SM-IMG-TRAIN-ON-PATH")
-    result.assert_outcomes(passed=2, deselected=12)
+    result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([f"*sm_image={image} (ini sm_image)*"])
 
 
@@ -210,7 +218,7 @@ def test_keep_prints_paths_and_leaves_containers(
 ) -> None:
     image = example_image("valid/train-on-path")
     result = run_suite(pytester, f"--sm-image={image}", "--sm-keep", "-k", "SM-RUN-DEFAULT")
-    result.assert_outcomes(passed=1, deselected=13)
+    result.assert_outcomes(passed=1)
     line = next(x for x in result.stdout.lines if "kept job directories under" in x)
     run_id = re.search(r"sm-contract\.run=(\S+?)\)?;", line)
     assert run_id is not None
@@ -229,7 +237,7 @@ def test_two_images_get_two_suites(pytester: pytest.Pytester, example_image: Cal
     a = example_image("valid/train-on-path")
     b = example_image("broken/tini")
     result = run_suite(pytester, f"--sm-image={a}", f"--sm-image={b}", "-k", "SM-IMG")
-    result.assert_outcomes(passed=8, failed=1, skipped=1, deselected=18)
+    result.assert_outcomes(passed=8, failed=1, skipped=1)
     result.stdout.fnmatch_lines([f"sagemaker-contract/{a} *", f"sagemaker-contract/{b} *"])
 
 

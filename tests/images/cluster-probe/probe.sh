@@ -23,7 +23,15 @@ if [ -n "$S3_HOST" ]; then
     fi
 fi
 echo "CREDS ${AWS_ACCESS_KEY_ID:-none} ${AWS_SECRET_ACCESS_KEY:-none} ${AWS_ENDPOINT_URL_S3:-none}"
-if [ "${CLASH:-0}" = 1 ]; then echo "$me" > /opt/ml/model/model.txt; else echo "$me" > "/opt/ml/model/$me.txt"; fi
+if [ "${NEED_S3:-0}" = 1 ] && [ -z "$AWS_ENDPOINT_URL_S3" ]; then
+    echo "cannot download the pretrained weights: no S3 endpoint" > /opt/ml/output/failure
+    exit 3
+fi
+case "${CLASH:-0}" in
+    1) echo "$me" > /opt/ml/model/model.txt ;;
+    same) echo "identical weights" > /opt/ml/model/model.txt ;;
+    *) echo "$me" > "/opt/ml/model/$me.txt" ;;
+esac
 eval "code=\${EXIT_CODE_$(echo "$me" | tr - _):-0}"
 if [ "$code" != 0 ]; then echo "host $me failed on purpose" > /opt/ml/output/failure; fi
 exit "$code"
