@@ -78,7 +78,8 @@ def diagnose_kill(
         )
     child_pids = {row.get("PID") for row in tree if row.get("PPID") == _root(tree)}
     still_there = bool(tree_at_kill) and child_pids <= {row.get("PID") for row in tree_at_kill}
-    if program in _SHELLS and children and (pid1_sigterm != "caught" or still_there or not tree_at_kill):
+    shell_ignores = program in _SHELLS and pid1_sigterm in ("default", "ignored", None)
+    if shell_ignores or (program in _SHELLS and children and (still_there or not tree_at_kill)):
         if pid1_sigterm == "caught":
             return (
                 f"PID 1 is a shell ({pid1}) with a SIGTERM trap, but it runs {child} in the foreground: the shell "
@@ -86,8 +87,9 @@ def diagnose_kill(
                 "program is PID 1 and handles SIGTERM itself, or start it in the background, `wait`, and forward "
                 "the signal from the trap."
             )
+        running = f", running {child}" if child else ""
         return (
-            f"PID 1 is a shell ({pid1}) with no SIGTERM trap, running {child}: the signal is neither handled nor "
+            f"PID 1 is a shell ({pid1}) with no SIGTERM trap{running}: the signal is neither handled nor "
             "forwarded (a shell-form ENTRYPOINT, or a script without `exec` or `trap`). If it wraps a program, "
             'use an exec-form ENTRYPOINT ["prog", "arg"] or `exec prog "$@"` and handle SIGTERM in the program; '
             "if the script is the trainer, `trap` TERM to save the model and exit, running long commands in the "

@@ -43,7 +43,6 @@ class SageMakerSession:
         self._platform: TrainingPlatform | None = None
         self._error: str | None = None
         self._lock = threading.Lock()
-        self._uploads: dict[tuple[str, str], str] = {}
         self.kept: list[Path] = []
 
     def platform(self) -> TrainingPlatform:
@@ -68,6 +67,7 @@ class SageMakerSession:
                     grace_s=self.settings.grace_s,
                     default_network=None if gateway else "none",
                     container_s3_endpoint=s3.endpoint_url if gateway else None,
+                    gpus=self.settings.gpus,
                 )
             return self._platform
 
@@ -76,19 +76,17 @@ class SageMakerSession:
         return self._platform is not None
 
     def channel_uri(self, name: str, path: Path, base: Mapping[str, Any] | None) -> str:
-        """Upload a local channel once per session, to the job's own URI for it or a generated one."""
-        uri = None
+        """The S3 URI a local channel stands in for: the job's own for that channel, or a generated one.
+
+        Nothing is uploaded here: the platform stages the local data without a copy where the channel's
+        semantics allow, and uploads it to this URI where the S3 path itself matters.
+        """
         for channel in (base or {}).get("InputDataConfig", []):
             if channel.get("ChannelName") == name:
                 uri = channel.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri")
-        platform = self.platform()
-        uri = uri or local_channel_uri(platform.run_id, name, path)
-        key = (str(path.resolve()), uri)
-        with self._lock:
-            if key not in self._uploads:
-                platform.s3.upload_path(path, uri)
-                self._uploads[key] = uri
-        return uri
+                if uri:
+                    return str(uri)
+        return local_channel_uri(self.platform().run_id, name, path)
 
     def close(self) -> None:
         if self._platform is None:
@@ -109,10 +107,19 @@ def _session(config: pytest.Config) -> SageMakerSession:
 class JobRequest:
     """One training job, built but not started: `.run()` for the result, `.start()` for a live job."""
 
-    def __init__(self, session: SageMakerSession, request: dict[str, Any], timeout_s: float) -> None:
+    def __init__(
+        self,
+        session: SageMakerSession,
+        request: dict[str, Any],
+        timeout_s: float,
+        local_channels: Mapping[str, Path] | None = None,
+        gpus: str | None = None,
+    ) -> None:
         self._session = session
+        self.gpus = gpus
         self.request = request
         self.timeout_s = timeout_s
+        self.local_channels = dict(local_channels or {})
 
     @property
     def spec(self) -> TrainingJobSpec:
@@ -123,7 +130,7 @@ class JobRequest:
 
     def start(self) -> TrainingJob:
         """CreateTrainingJob: the job is running when this returns (use it as a context manager)."""
-        return self._session.platform().start(self.spec)
+        return self._session.platform().start(self.spec, self.local_channels, self.gpus)
 
     def run(self, timeout: float | None = None) -> TrainingJobResult:
         """Run to the end and return what DescribeTrainingJob would say (plus logs and files)."""
@@ -176,6 +183,7 @@ class TrainingJobFactory:
         checkpoint_local_path: str | None = None,
         network_isolation: bool | None = None,
         input_mode: str | None = None,
+        gpus: str | None = None,
         timeout: float | None = None,
     ) -> JobRequest:
         given = {k: v for k, v in locals().items() if k not in ("self", "image") and v is not None}
@@ -197,11 +205,14 @@ class TrainingJobFactory:
             **dict(opts.get("channels") or {}),
         }
         channel_uris = {}
+        local_channels: dict[str, Path] = {}
         for cname, where in channel_paths.items():
             text = os.fspath(where)
-            channel_uris[cname] = (
-                text if text.startswith("s3://") else self._session.channel_uri(cname, Path(text), base)
-            )
+            if text.startswith("s3://"):
+                channel_uris[cname] = text
+                continue
+            local_channels[cname] = Path(text).expanduser().resolve()
+            channel_uris[cname] = self._session.channel_uri(cname, local_channels[cname], base)
         prefix = opts.get("name") or (base or {}).get("TrainingJobName") or "sm-contract"
         request = with_overrides(
             base,
@@ -221,7 +232,9 @@ class TrainingJobFactory:
             network_isolation=opts.get("network_isolation"),
             input_mode=opts.get("input_mode"),
         )
-        return JobRequest(self._session, request, float(opts.get("timeout") or settings.timeout_s))
+        return JobRequest(
+            self._session, request, float(opts.get("timeout") or settings.timeout_s), local_channels, opts.get("gpus")
+        )
 
 
 #: Keywords `@pytest.mark.sagemaker_job(...)` accepts: the factory's own.

@@ -89,6 +89,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.sagemaker_gpu`: skip, with the detection's reason, where no GPU can be given."""
+    if item.get_closest_marker("sagemaker_gpu") is None:
+        return
+    from .fixtures import marker_defaults
+    from .gpu_support import gpu_skip_reason
+
+    defaults = marker_defaults(item)
+    reason = gpu_skip_reason(item.config, defaults.get("instance_type"), defaults.get("gpus"))
+    if reason is not None:
+        pytest.skip(f"sagemaker_gpu: {reason}")
+
+
 def _reason(report: pytest.TestReport) -> str:
     if report.skipped and isinstance(report.longrepr, tuple):
         return str(report.longrepr[2]).removeprefix("Skipped: ")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,12 +20,15 @@ __all__ = [
     "ChannelItem",
     "ChannelPart",
     "StagedChannel",
+    "local_staging_allowed",
     "parse_augmented_line",
     "parse_manifest",
     "resolve_channel",
     "shard",
     "shard_items",
+    "source_fingerprint",
     "stage_channel",
+    "stage_local",
 ]
 
 T = TypeVar("T")
@@ -230,3 +235,51 @@ def stage_channel(
         bytes=sum(item.object.size for item in items),
         read_only=channel.input_mode == "FastFile",
     )
+
+
+def local_staging_allowed(channel: ChannelSpec) -> bool:
+    """Whether a local directory can stand in for the channel's S3 prefix without changing what the container sees.
+
+    True for FullyReplicated S3Prefix channels in File or FastFile mode: every host gets every file at
+    its path relative to the prefix, exactly the local tree. Sharding, manifests and Pipe mode depend
+    on S3 keys and streaming, so those go through the platform's S3.
+    """
+    return (
+        channel.s3_data_type == "S3Prefix"
+        and channel.distribution == "FullyReplicated"
+        and channel.input_mode in ("File", "FastFile")
+    )
+
+
+def source_fingerprint(source: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file under `source`: a File-mode channel of hard links shares inodes with it."""
+    files = [source] if source.is_file() else [p for p in source.rglob("*") if p.is_file()]
+    out: dict[str, tuple[int, int]] = {}
+    for path in files:
+        st = path.stat()
+        out[str(path)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def stage_local(channel: ChannelSpec, source: Path, dest: Path) -> StagedChannel:
+    """Stage a local file or directory as a File-mode channel without copying: hard links (copies across devices).
+
+    FastFile channels are not staged at all: the source is bind-mounted read-only (see HostLayout.binds).
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    files: list[str] = []
+    total = 0
+    pairs = [(source, dest / source.name)] if source.is_file() else []
+    if source.is_dir():
+        for path in sorted(source.rglob("*")):
+            if path.is_file():
+                pairs.append((path, dest / path.relative_to(source)))
+    for src, target in pairs:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, target)
+        except OSError:
+            shutil.copy2(src, target)
+        files.append(target.relative_to(dest).as_posix())
+        total += src.stat().st_size
+    return StagedChannel(name=channel.name, files=tuple(files), bytes=total, read_only=False)

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from ..spec import TrainingJobSpec
-from .channels import ChannelError, StagedChannel, stage_channel
+from . import gpu
+from .channels import (
+    ChannelError,
+    StagedChannel,
+    local_staging_allowed,
+    source_fingerprint,
+    stage_channel,
+    stage_local,
+)
 from .checkpoints import CheckpointSync
 from .engine import LABEL_JOB, LABEL_RUN, Engine, EngineError
 from .layout import (
@@ -134,8 +142,10 @@ class TrainingJobResult:
     checkpoints_restored: list[str]
     #: Log lines printed after SIGTERM was sent (what the handler said, if anything).
     logs_after_sigterm: list[str]
+    #: Things the platform noticed that SageMaker would not have shown (e.g. a local input modified in place).
     job_dir: Path | None
     s3: S3Server = field(repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def completed(self) -> bool:
@@ -245,9 +255,20 @@ class _HostRun:
 class TrainingJob:
     """A running training job (CreateTrainingJob has returned); stop it, wait for it, read its logs."""
 
-    def __init__(self, platform: TrainingPlatform, spec: TrainingJobSpec) -> None:
+    def __init__(
+        self,
+        platform: TrainingPlatform,
+        spec: TrainingJobSpec,
+        local_channels: Mapping[str, Path] | None = None,
+        gpus: str | None = None,
+    ) -> None:
         self.platform = platform
         self.spec = spec
+        self.gpus = gpus or platform.gpus
+        known = {c.name: c for c in spec.channels}
+        self._local = {n: Path(p) for n, p in (local_channels or {}).items() if n in known}
+        self._local_direct = {n: p for n, p in self._local.items() if local_staging_allowed(known[n])}
+        self._fingerprints: dict[str, tuple[int, int]] = {}
         self.arn = training_job_arn(spec, platform.region)
         self.timeline = Timeline()
         self.secondary_status = "Starting"
@@ -294,6 +315,7 @@ class TrainingJob:
             read_only = tuple(c.name for c in channels_for(spec, run.host) if c.input_mode == "FastFile")
             for name in read_only:
                 run.layout.channel_dir(name).mkdir(parents=True, exist_ok=True)
+            direct = {n: p for n, p in self._local_direct.items() if n in read_only}
             run.container_id = engine.create(
                 image=spec.image,
                 name=f"sm-{spec.name[:40]}-{run.host.name}-{self._suffix}",
@@ -301,10 +323,11 @@ class TrainingJob:
                 entrypoint=spec.entrypoint,
                 command=command,
                 environment=env,
-                binds=run.layout.binds(read_only),
+                binds=run.layout.binds(read_only, direct),
                 labels={**labels, "sm-contract.host": run.host.name},
                 network=network,
                 aliases=(run.host.name,),
+                extra=gpu.gpu_plan(run.host.instance_type, self.gpus, self.platform.gpu_detection()).host_config,
             )
 
         pool = self.platform.pool
@@ -365,6 +388,13 @@ class TrainingJob:
     def _stage(self) -> None:
         spec = self.spec
         try:
+            for name, source in self._local.items():
+                channel = next(c for c in spec.channels if c.name == name)
+                if name in self._local_direct:
+                    if channel.input_mode == "File":
+                        self._fingerprints.update(source_fingerprint(source))
+                    continue
+                self.platform.upload_once(source, channel.s3_uri)
             for run in self._hosts:
                 for channel in channels_for(spec, run.host):
                     receivers = [r for r in self._hosts if channel in channels_for(spec, r.host)]
@@ -381,6 +411,11 @@ class TrainingJob:
                                 options=PipeOptions.from_request(spec.request, channel.name),
                             )
                         )
+                        continue
+                    local = self._local_direct.get(channel.name)
+                    if local is not None:
+                        if channel.input_mode == "File" or local.is_file():
+                            run.channels.append(stage_local(channel, local, run.layout.channel_dir(channel.name)))
                         continue
                     run.channels.append(
                         stage_channel(
@@ -500,6 +535,14 @@ class TrainingJob:
         if self._network_id is not None and not self.platform.keep:
             self.platform.engine.remove_network(self._network_id)
         status, secondary, reason, exit_code = self._verdict(host_results, oom)
+        warnings = []
+        if self._fingerprints:
+            changed = sorted(p for p, (size, mtime) in self._fingerprints.items() if _fingerprint(p) != (size, mtime))
+            if changed:
+                warnings.append(
+                    f"the container modified {len(changed)} input file(s) in place ({', '.join(changed[:3])}); "
+                    "a local File-mode channel shares its files with your source directory (hard links)"
+                )
         self.secondary_status = secondary
         logs = self._logs.text()
         if self.platform.keep:
@@ -526,6 +569,7 @@ class TrainingJob:
             not_simulated=spec.not_simulated,
             checkpoints_restored=sorted({f for s in self._checkpoints for f in s.restored}),
             logs_after_sigterm=self._logs.since(self.timeline.sigterm_sent) if self.timeline.sigterm_sent else [],
+            warnings=warnings,
             job_dir=job_dir,
             s3=s3,
         )
@@ -657,6 +701,7 @@ class TrainingPlatform:
         checkpoint_sync_s: float = 1.0,
         default_network: str | None = None,
         container_s3_endpoint: str | None = None,
+        gpus: str = "auto",
     ) -> None:
         self.engine = engine
         self.s3 = s3
@@ -670,12 +715,39 @@ class TrainingPlatform:
         self.checkpoint_sync_s = checkpoint_sync_s
         self.default_network = default_network
         self.container_s3_endpoint = container_s3_endpoint
+        self.gpus = gpus
+        self._gpu_detection: gpu.GpuDetection | None = None
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sm-platform")
+        self._uploaded: set[tuple[str, str]] = set()
+        self._upload_lock = threading.Lock()
         workdir.mkdir(parents=True, exist_ok=True)
 
-    def start(self, spec: TrainingJobSpec) -> TrainingJob:
-        """CreateTrainingJob: returns once every host's container has started (or failed to)."""
-        job = TrainingJob(self, spec)
+    def gpu_detection(self) -> gpu.GpuDetection:
+        """What this engine and host can give containers in GPUs (read once per platform)."""
+        if self._gpu_detection is None:
+            self._gpu_detection = gpu.detect(self.engine.client.info())
+        return self._gpu_detection
+
+    def upload_once(self, source: Path, uri: str) -> None:
+        """Put a local file or directory under `uri` in the platform's S3, once per (source, uri)."""
+        key = (str(source.resolve()), uri)
+        with self._upload_lock:
+            if key in self._uploaded:
+                return
+            self.s3.upload_path(source, uri)
+            self._uploaded.add(key)
+
+    def start(
+        self, spec: TrainingJobSpec, local_channels: Mapping[str, Path] | None = None, gpus: str | None = None
+    ) -> TrainingJob:
+        """CreateTrainingJob: returns once every host's container has started (or failed to).
+
+        `local_channels` maps channel names to local files or directories that stand in for the channel's
+        S3 data: staged without a copy where the channel's semantics allow (FullyReplicated S3Prefix in
+        File or FastFile mode), else uploaded to the channel's S3 URI first, so the S3 path is exercised.
+        `gpus` (auto|all|none|devices) overrides the platform's GPU mode for this job.
+        """
+        job = TrainingJob(self, spec, local_channels, gpus)
         try:
             job._launch()
         except BaseException:
@@ -685,14 +757,24 @@ class TrainingPlatform:
         job._supervisor.start()
         return job
 
-    def run(self, spec: TrainingJobSpec, timeout: float | None = None) -> TrainingJobResult:
-        return self.start(spec).wait(timeout)
+    def run(
+        self, spec: TrainingJobSpec, timeout: float | None = None, local_channels: Mapping[str, Path] | None = None
+    ) -> TrainingJobResult:
+        return self.start(spec, local_channels).wait(timeout)
 
     def close(self) -> int:
         """Remove whatever this run left behind (unless keeping); the number of leftovers removed."""
         removed = 0 if self.keep else self.engine.sweep(self.run_id)
         self.pool.shutdown(wait=True)
         return removed
+
+
+def _fingerprint(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
 
 
 def _files(root: Path) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,14 +168,20 @@ class HostLayout:
     def channel_dir(self, channel: str) -> Path:
         return self.data / channel
 
-    def binds(self, read_only_channels: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
+    def binds(
+        self, read_only_channels: tuple[str, ...] = (), sources: Mapping[str, Path] | None = None
+    ) -> dict[str, dict[str, str]]:
+        """Host path -> container mount. A FastFile channel is read-only: its staged directory, or the local
+        source directory itself when one stands in for the channel (`sources`), mounted without a copy."""
         binds = {
             str(self.input): {"bind": f"{OPT_ML}/input", "mode": "rw"},
             str(self.model): {"bind": f"{OPT_ML}/model", "mode": "rw"},
             str(self.output): {"bind": f"{OPT_ML}/output", "mode": "rw"},
         }
         for name in read_only_channels:
-            binds[str(self.channel_dir(name))] = {"bind": f"{OPT_ML}/input/data/{name}", "mode": "ro"}
+            source = (sources or {}).get(name)
+            host_dir = source if source is not None and source.is_dir() else self.channel_dir(name)
+            binds[str(host_dir)] = {"bind": f"{OPT_ML}/input/data/{name}", "mode": "ro"}
         if self.checkpoints is not None and self.checkpoint_local_path is not None:
             binds[str(self.checkpoints)] = {"bind": self.checkpoint_local_path, "mode": "rw"}
         return binds
