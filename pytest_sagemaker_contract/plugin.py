@@ -48,6 +48,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    from .fixtures import marker_defaults
+
+    for item in items:
+        if item.get_closest_marker("sagemaker_job") is not None:
+            marker_defaults(item)  # a typo in the marker is a usage error now, not a silently ignored keyword
     settings = config.stash[SESSION_KEY].settings
     if not settings.suite:
         return

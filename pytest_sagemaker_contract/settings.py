@@ -138,6 +138,8 @@ class Settings:
         shown = []
         for name, source in self.sources.items():
             value = getattr(self, _ATTR[name])
+            if name == "sm_no_suite":
+                value = not value
             if isinstance(value, dict):
                 value = ",".join(f"{k}={v}" for k, v in value.items())
             elif isinstance(value, list):
