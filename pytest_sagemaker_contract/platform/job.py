@@ -647,17 +647,22 @@ class TrainingJob:
             assert run.container_id is not None
             engine.kill(run.container_id, "SIGTERM")
 
+        deadline = self.timeline.sigterm_sent + grace
+
         def kill() -> None:
             first = running[0]
             if first.exit_code is None and first.container_id is not None:
+                # Look at the processes just before the deadline, so SIGKILL itself goes out on time.
                 self.timeline.process_tree_at_kill = engine.top(first.container_id)
+            if self._done.wait(max(0.0, deadline - time.time())):
+                return
             for run in running:
                 if run.exit_code is None and run.container_id is not None:
                     self.timeline.sigkill_sent = self.timeline.sigkill_sent or time.time()
                     if engine.kill(run.container_id, "SIGKILL"):
                         run.killed = True
 
-        self._kill_timer = threading.Timer(grace, kill)
+        self._kill_timer = threading.Timer(max(0.0, grace - 0.5), kill)
         self._kill_timer.daemon = True
         self._kill_timer.start()
 
