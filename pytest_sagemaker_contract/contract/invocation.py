@@ -54,6 +54,13 @@ def _spec_invocation(sm_contract: Suite) -> tuple[tuple[str, ...] | None, tuple[
     return (tuple(ce) if ce else None, tuple(ca) if ca else None)
 
 
+def _run_derived(sm_contract: Suite, key: str, field: str) -> None:
+    """One request field set alone, to the job's value or the one derived from the image."""
+    sm_contract.require_default()
+    value = invocation_for(sm_contract.facts(), *_spec_invocation(sm_contract))[key]
+    _run_shape(sm_contract, f"{field} {list(value)}", keep_invocation=False, **{key: value})
+
+
 @check("SM-RUN-DEFAULT", "§1 nothing set: docker run IMAGE train", "the image trains as `docker run IMAGE train`")
 def sm_run_default(sm_contract: Suite) -> None:
     result = sm_contract.default_run()
@@ -69,10 +76,7 @@ def sm_run_default(sm_contract: Suite) -> None:
     "the image trains with ContainerEntrypoint set (CMD dropped, no `train` argument added)",
 )
 def sm_run_entrypoint(sm_contract: Suite) -> None:
-    sm_contract.require_default()
-    shapes = invocation_for(sm_contract.facts(), *_spec_invocation(sm_contract))
-    ce = shapes["entrypoint"]
-    _run_shape(sm_contract, f"ContainerEntrypoint {list(ce)}", keep_invocation=False, entrypoint=ce)
+    _run_derived(sm_contract, "entrypoint", "ContainerEntrypoint")
 
 
 @check(
@@ -81,10 +85,7 @@ def sm_run_entrypoint(sm_contract: Suite) -> None:
     "the image trains with ContainerArguments replacing the `train` argument",
 )
 def sm_run_arguments(sm_contract: Suite) -> None:
-    sm_contract.require_default()
-    shapes = invocation_for(sm_contract.facts(), *_spec_invocation(sm_contract))
-    ca = shapes["arguments"]
-    _run_shape(sm_contract, f"ContainerArguments {list(ca)}", keep_invocation=False, arguments=ca)
+    _run_derived(sm_contract, "arguments", "ContainerArguments")
 
 
 @check(

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from .conftest_helpers import outcomes_by_check
+from .conftest_helpers import run_checks
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "tests" / "images"
 KMEANS = REPO / "examples" / "kmeans"
-
-
-def run_checks(
-    pytester: pytest.Pytester, image: str, *args: str
-) -> tuple[pytest.RunResult, dict[str, tuple[str, str]]]:
-    report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", f"--sm-image={image}", f"--sm-report={report}", *args, timeout=600
-    )
-    return result, outcomes_by_check(json.loads(report.read_text()))
 
 
 @pytest.fixture(scope="module")

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from .conftest_helpers import outcomes_by_check
+from .conftest_helpers import run_checks
 
 REPO = Path(__file__).resolve().parents[2]
 KMEANS = REPO / "examples" / "kmeans"
 IMAGES = REPO / "tests" / "images"
 
 
-def run_sig(pytester: pytest.Pytester, image: str, *args: str) -> tuple[pytest.RunResult, dict[str, tuple[str, str]]]:
-    report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", f"--sm-image={image}", f"--sm-report={report}", *args, timeout=600
-    )
-    return result, outcomes_by_check(json.loads(report.read_text()))
-
-
 def test_handler_that_saves_in_time_passes(
     pytester: pytest.Pytester, example_image: Callable[[str], str], no_leftovers: None
 ) -> None:
     image = example_image("sigterm/python-good")
-    result, checks = run_sig(pytester, image, "-k", "SM-SIG", "--sm-grace=5", "--sm-stop-after=1.5")
+    result, checks = run_checks(pytester, image, "-k", "SM-SIG", "--sm-grace=5", "--sm-stop-after=1.5")
     result.assert_outcomes(passed=2)
     assert checks["SM-SIG-TERM"][1].startswith("exited ")
     assert "model saved: model.json" in checks["SM-SIG-TERM"][1]
@@ -40,7 +31,7 @@ def test_pid1_without_handler_is_killed_and_diagnosed(
 ) -> None:
     image = example_image("sigterm/python-bad")
     started = time.monotonic()
-    result, checks = run_sig(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=2", "--sm-stop-after=1")
+    result, checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=2", "--sm-stop-after=1")
     assert time.monotonic() - started < 60
     result.assert_outcomes(failed=1)
     message = checks["SM-SIG-TERM"][1]
@@ -52,7 +43,7 @@ def test_pid1_without_handler_is_killed_and_diagnosed(
 
 def test_shell_form_entrypoint_names_the_shell(pytester: pytest.Pytester, example_image: Callable[[str], str]) -> None:
     image = example_image("sigterm/shell-bad")
-    result, checks = run_sig(
+    result, checks = run_checks(
         pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=2", "--sm-stop-after=1", "--sm-hyperparameter=seconds=20"
     )
     result.assert_outcomes(failed=1)
@@ -61,7 +52,7 @@ def test_shell_form_entrypoint_names_the_shell(pytester: pytest.Pytester, exampl
 
 def test_slow_handler_names_the_grace(pytester: pytest.Pytester, example_image: Callable[[str], str]) -> None:
     image = example_image(IMAGES / "slow-handler")
-    result, checks = run_sig(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=3", "--sm-stop-after=1.5")
+    result, checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=3", "--sm-stop-after=1.5")
     result.assert_outcomes(failed=1)
     message = checks["SM-SIG-TERM"][1]
     assert "still running 3 s after SIGTERM" in message
@@ -74,7 +65,7 @@ def test_slow_handler_passes_with_a_long_enough_grace(
     pytester: pytest.Pytester, example_image: Callable[[str], str]
 ) -> None:
     image = example_image(IMAGES / "slow-handler")
-    result, checks = run_sig(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=20", "--sm-stop-after=1.5")
+    result, checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=20", "--sm-stop-after=1.5")
     result.assert_outcomes(passed=1)
     seconds = float(checks["SM-SIG-TERM"][1].split()[1])
     assert 7.0 <= seconds <= 12.0
@@ -82,7 +73,7 @@ def test_slow_handler_passes_with_a_long_enough_grace(
 
 def test_handler_that_forgets_the_model_fails(pytester: pytest.Pytester, example_image: Callable[[str], str]) -> None:
     image = example_image(IMAGES / "no-save-handler")
-    result, checks = run_sig(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=5", "--sm-stop-after=1.5")
+    result, checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=5", "--sm-stop-after=1.5")
     result.assert_outcomes(failed=1)
     message = checks["SM-SIG-TERM"][1]
     assert "exited 0." in message
@@ -94,7 +85,7 @@ def test_training_that_ends_before_the_trigger_is_skipped_with_a_hint(
     pytester: pytest.Pytester, example_image: Callable[[str], str]
 ) -> None:
     image = example_image("sigterm/python-good")
-    result, checks = run_sig(pytester, image, "-k", "SM-SIG", "--sm-stop-after=30", "--sm-hyperparameter=epochs=1")
+    result, checks = run_checks(pytester, image, "-k", "SM-SIG", "--sm-stop-after=30", "--sm-hyperparameter=epochs=1")
     result.assert_outcomes(skipped=2)
     assert "before the SIGTERM trigger" in checks["SM-SIG-TERM"][1]
     assert "--sm-sigterm-hyperparameter" in checks["SM-SIG-TERM"][1]
@@ -102,13 +93,13 @@ def test_training_that_ends_before_the_trigger_is_skipped_with_a_hint(
 
 def test_stop_on_log_trigger(pytester: pytest.Pytester, example_image: Callable[[str], str]) -> None:
     image = example_image("sigterm/python-good")
-    result, _checks = run_sig(pytester, image, "-k", "SM-SIG-TERM", "--sm-stop-on-log=epoch 2/", "--sm-grace=5")
+    result, _checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-stop-on-log=epoch 2/", "--sm-grace=5")
     result.assert_outcomes(passed=1)
 
 
 def test_checkpoint_resume_on_kmeans(pytester: pytest.Pytester, example_image: Callable[[str], str]) -> None:
     image = example_image("kmeans")
-    result, checks = run_sig(
+    result, checks = run_checks(
         pytester,
         image,
         "-k",
@@ -128,6 +119,6 @@ def test_checkpoint_resume_without_checkpoint_config_is_skipped(
     pytester: pytest.Pytester, example_image: Callable[[str], str]
 ) -> None:
     image = example_image("sigterm/python-good")
-    result, checks = run_sig(pytester, image, "-k", "SM-CKPT-RESUME")
+    result, checks = run_checks(pytester, image, "-k", "SM-CKPT-RESUME")
     result.assert_outcomes(skipped=1)
     assert "--sm-checkpoints" in checks["SM-CKPT-RESUME"][1]
