@@ -145,7 +145,19 @@ class Settings:
             elif isinstance(value, list):
                 value = ",".join(value)
             shown.append(f"{name}={value} ({source})")
-        return ["sagemaker-contract: " + ", ".join(shown)]
+        lines = ["sagemaker-contract: " + ", ".join(shown)]
+        if self.job_request is not None:
+            from .spec import RequestError, parse_request
+
+            try:
+                skipped = parse_request(self.job_request, image="x").not_simulated
+            except RequestError:
+                skipped = ()
+            if skipped:
+                lines.append(
+                    f"sagemaker-contract: accepted but not simulated from {self.job_file}: {', '.join(skipped)}"
+                )
+        return lines
 
 
 _ATTR = {
