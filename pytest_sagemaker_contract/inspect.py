@@ -396,8 +396,18 @@ def check_exec_form(facts: ImageFacts) -> CheckOutcome:
             f'ENTRYPOINT {_show(facts.entrypoint)} execs its program and forwards "$@": PID 1 is the program '
             'and "train" reaches it',
         )
-    shell = posixpath.basename(facts.entrypoint[0])
     suggestion = _exec_form_of(command)
+    if command.lstrip().startswith("exec ") and suggestion is not None:
+        return outcome(
+            "passed",
+            f"ENTRYPOINT {_show(facts.entrypoint)} is shell form but `exec`s its program, so PID 1 is "
+            f"{posixpath.basename(suggestion[0])} and receives SIGTERM",
+            (
+                f'SM-IMG-EXEC-FORM: the shell form drops the "train"/"serve" argument SageMaker passes; fine while '
+                f"the program ignores its arguments. AWS documents exec form: ENTRYPOINT {_show(suggestion)}",
+            ),
+        )
+    shell = posixpath.basename(facts.entrypoint[0])
     if suggestion is not None:
         program = posixpath.basename(suggestion[0])
         fix = f"Use exec form: ENTRYPOINT {_show(suggestion)}"

@@ -219,7 +219,7 @@ def test_shell_form_fails_with_the_exec_form_to_use() -> None:
 @pytest.mark.parametrize(
     ("entrypoint", "suggestion"),
     [
-        (["sh", "-c", "exec python -u 'my train.py'"], '["python", "-u", "my train.py"]'),
+        (["sh", "-c", "python -u 'my train.py'"], '["python", "-u", "my train.py"]'),
         (["/bin/bash", "-c", "/opt/program/train"], '["/opt/program/train"]'),
         (["/usr/bin/dash", "-ec", "train.sh --fast"], '["train.sh", "--fast"]'),
         (["/bin/ash", "-c", "python x.py"], '["python", "x.py"]'),
@@ -478,3 +478,34 @@ def test_static_checks_are_listed_in_order_under_their_ids() -> None:
         assert outcome.id == check_id
         assert outcome.outcome in ("passed", "failed", "skipped")
         assert outcome.clause.startswith("contract §")
+
+
+def test_shell_form_that_execs_a_simple_command_passes_with_a_warning() -> None:
+    """`ENTRYPOINT exec python train.py` (Docker's own advice for shell form): PID 1 is python on SageMaker."""
+    from pytest_sagemaker_contract.inspect import ImageFacts
+
+    facts = ImageFacts(
+        image="x",
+        image_id="y",
+        entrypoint=("/bin/sh", "-c", "exec python train.py"),
+        cmd=None,
+        env={},
+        user="",
+        workdir="/",
+        files={},
+    )
+    outcome = check_exec_form(facts)
+    assert outcome.outcome == "passed"
+    assert "PID 1 is python" in outcome.message
+    assert 'drops the "train"/"serve" argument' in outcome.warnings[0]
+    shell_chain = ImageFacts(
+        image="x",
+        image_id="y",
+        entrypoint=("/bin/sh", "-c", "cd /opt && exec python train.py"),
+        cmd=None,
+        env={},
+        user="",
+        workdir="/",
+        files={},
+    )
+    assert check_exec_form(shell_chain).outcome == "failed"
