@@ -68,6 +68,8 @@ class SageMakerSession:
                     default_network=None if gateway else "none",
                     container_s3_endpoint=s3.endpoint_url if gateway else None,
                     gpus=self.settings.gpus,
+                    region=self.settings.region,
+                    set_region_env=self.settings.set_region_env,
                 )
             return self._platform
 
@@ -124,7 +126,9 @@ class JobRequest:
     @property
     def spec(self) -> TrainingJobSpec:
         try:
-            return parse_request(self.request)
+            return parse_request(
+                self.request, hyperparameter_value_limit=self._session.settings.hyperparameter_value_limit
+            )
         except RequestError as exc:
             pytest.fail(str(exc), pytrace=False)
 

@@ -95,6 +95,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("sm_instance_count", "SM-HOSTS-MULTI: train on N hosts (default: the job's count when > 1)", metavar="N"),
     Option("sm_allow_network", "the image needs the network: skip SM-NET-ISOLATION", "bool"),
     Option(
+        "sm_aws_region",
+        "region in TRAINING_JOB_ARN and the AWS_REGION the container gets (default us-east-1); 'none' sets no "
+        "AWS_REGION (whether SageMaker sets it is uncertain)",
+        metavar="REGION",
+    ),
+    Option(
+        "sm_hyperparameter_value_limit",
+        "characters allowed per hyperparameter value (default 2500, the API model's; the guide's prose says 256)",
+        metavar="N",
+    ),
+    Option(
         "sm_gpus",
         "how containers get the instance's GPUs: auto (NVIDIA runtime/CDI when present), all, none, or devices "
         "(/dev/nvidia* passthrough plus the host driver read-only, for hosts without the container toolkit)",
@@ -128,6 +139,9 @@ class Settings:
     input_modes: list[str] = field(default_factory=list)
     instance_count: int | None = None
     allow_network: bool = False
+    region: str = "us-east-1"
+    set_region_env: bool = True
+    hyperparameter_value_limit: int | None = None
     gpus: str = "auto"
     gpu_probe: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
@@ -181,6 +195,8 @@ _ATTR = {
     "sm_input_modes": "input_modes",
     "sm_instance_count": "instance_count",
     "sm_allow_network": "allow_network",
+    "sm_aws_region": "region",
+    "sm_hyperparameter_value_limit": "hyperparameter_value_limit",
     "sm_gpus": "gpus",
     "sm_gpu_probe": "gpu_probe",
 }
@@ -314,6 +330,21 @@ def resolve(config: pytest.Config) -> Settings:
                 raise pytest.UsageError(f"--sm-instance-count {value}: between 1 and 20 hosts here")
         elif opt.name == "sm_allow_network":
             s.allow_network = bool(value)
+        elif opt.name == "sm_aws_region":
+            text = str(value).strip()
+            if text.lower() == "none":
+                s.set_region_env = False
+            elif re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", text):
+                s.region = text
+            else:
+                raise pytest.UsageError(f"--sm-aws-region {value!r}: expected a region like us-east-1, or none")
+        elif opt.name == "sm_hyperparameter_value_limit":
+            try:
+                s.hyperparameter_value_limit = int(value)
+            except ValueError:
+                raise pytest.UsageError(f"--sm-hyperparameter-value-limit {value!r}: expected a number") from None
+            if not 1 <= s.hyperparameter_value_limit <= 2500:
+                raise pytest.UsageError(f"--sm-hyperparameter-value-limit {value}: between 1 and 2500")
         elif opt.name == "sm_gpus":
             from .platform.gpu import GPU_MODES
 

@@ -151,3 +151,27 @@ def test_example_user_tests_run_against_the_kmeans_image(
         "-p", "no:cacheprovider", str(REPO / "examples" / "user-tests"), f"--sm-image={image}", "--sm-no-suite"
     )
     result.assert_outcomes(passed=3)
+
+
+REGION_TEST = """
+def test_region(training_job):
+    result = training_job(entrypoint=["/bin/sh", "-c", "echo REGION=${AWS_REGION:-unset} ARN=$TRAINING_JOB_ARN"]).run()
+    print(result.logs)
+    assert result.TrainingJobStatus == "Completed"
+"""
+
+
+@pytest.mark.parametrize(
+    ("option", "seen"),
+    [
+        ("--sm-aws-region=eu-west-1", "REGION=eu-west-1 ARN=arn:aws:sagemaker:eu-west-1:123456789012:training-job/"),
+        ("--sm-aws-region=none", "REGION=unset ARN=arn:aws:sagemaker:us-east-1:123456789012:training-job/"),
+    ],
+)
+def test_aws_region_is_configurable(pytester: pytest.Pytester, probe: str, option: str, seen: str) -> None:
+    pytester.makepyfile(test_region=REGION_TEST)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--sm-image={probe}", "--sm-no-suite", "-s", option
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*{seen}*"])

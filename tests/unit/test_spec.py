@@ -306,3 +306,11 @@ def test_load_request_errors(tmp_path: Path) -> None:
     listing.write_text(json.dumps([request()]))
     with pytest.raises(RequestError, match="must hold a JSON object"):
         load_request(listing)
+
+
+def test_hyperparameter_value_limit_is_configurable() -> None:
+    """The API model allows 2500 characters per value; the guide's prose says 256 (contract: uncertain)."""
+    req = request(HyperParameters={"notes": "x" * 300})
+    assert parse_request(req).hyperparameters["notes"] == "x" * 300
+    with pytest.raises(RequestError, match=r"HyperParameters\['notes'\]: 300 characters, the limit in use is 256"):
+        parse_request(req, hyperparameter_value_limit=256)
