@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -41,7 +43,16 @@ from typing import Any
 import docker
 import docker.errors
 
-__all__ = ["EXAMPLES_DIR", "HASH_LABEL", "OFFLINE_BASE", "UPSTREAM_BASE", "build", "python_base", "tag_for"]
+__all__ = [
+    "EXAMPLES_DIR",
+    "HASH_LABEL",
+    "OFFLINE_BASE",
+    "UPSTREAM_BASE",
+    "build",
+    "python_base",
+    "static_busybox",
+    "tag_for",
+]
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
 UPSTREAM_BASE = "python:3.12-slim"
@@ -171,6 +182,46 @@ def _hash_tree(root: Path, extra: Iterable[str]) -> str:
     return digest.hexdigest()[:32]
 
 
+def _is_static(path: Path) -> bool:
+    """An ELF executable without a program interpreter (PT_INTERP names ld-linux when it has one)."""
+    try:
+        head = path.read_bytes()[:8192]
+    except OSError:
+        return False
+    return head.startswith(b"\x7fELF") and b"ld-linux" not in head and b"ld-musl" not in head
+
+
+def static_busybox(client: docker.DockerClient) -> Path:
+    """A statically linked busybox for FROM-scratch images: the host's (Debian busybox-static), or, on a
+    machine without it, the one inside the official `busybox:musl` image (pulled once, cached)."""
+    if _is_static(HOST_BUSYBOX):
+        return HOST_BUSYBOX
+    cached = Path(tempfile.gettempdir()) / "sm-contract-busybox" / "busybox"
+    if _is_static(cached):
+        return cached
+    image = "busybox:1.36-musl"
+    try:
+        client.images.pull(image)
+        container = client.containers.create(image, command=["true"], labels={"sm-contract": "build"})
+        try:
+            stream, _stat = container.get_archive("/bin/busybox")
+            archive = io.BytesIO(b"".join(stream))
+        finally:
+            container.remove(force=True)
+    except docker.errors.DockerException as exc:
+        raise RuntimeError(
+            f"no static busybox: {HOST_BUSYBOX} is missing or dynamically linked, and {image} could not be "
+            f"pulled ({exc}); install Debian's busybox-static"
+        ) from None
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=archive) as tar:
+        member = tar.extractfile("busybox")
+        assert member is not None
+        cached.write_bytes(member.read())
+    cached.chmod(0o755)
+    return cached
+
+
 def build(client: docker.DockerClient, what: str | os.PathLike[str]) -> str:
     """Build ``what`` (an example name such as ``"kmeans"`` or ``"broken/shell-form"``, or a directory
     with a Dockerfile) unless an image with the same context hash exists; return its tag."""
@@ -180,9 +231,7 @@ def build(client: docker.DockerClient, what: str | os.PathLike[str]) -> str:
         context = Path(work) / "context"
         shutil.copytree(directory, context, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         if re.search(r"^\s*COPY\s+(--\S+\s+)*busybox\s", dockerfile, re.MULTILINE | re.IGNORECASE):
-            if not HOST_BUSYBOX.is_file():
-                raise RuntimeError(f"{directory} needs {HOST_BUSYBOX}: install Debian's busybox-static")
-            shutil.copy2(HOST_BUSYBOX, context / "busybox")
+            shutil.copy2(static_busybox(client), context / "busybox")
         buildargs: dict[str, str] = {}
         extra: list[str] = []
         if re.search(r"^\s*ARG\s+BASE_IMAGE\b", dockerfile, re.MULTILINE | re.IGNORECASE):
