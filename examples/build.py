@@ -77,7 +77,9 @@ def _say(message: str) -> None:
 def _locked(name: str) -> Iterator[None]:
     """Serialise identical builds across pytest-xdist workers, which would otherwise all do the work."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    with open(Path(tempfile.gettempdir()) / f"sm-contract-build-{safe}.lock", "w") as handle:
+    locks = Path(tempfile.gettempdir()) / "sm-contract-build-locks"
+    locks.mkdir(exist_ok=True)
+    with open(locks / f"{safe}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
