@@ -25,10 +25,16 @@ SUGGESTED_TYPE = "ml.g5.xlarge"
 
 def session_detection(config: pytest.Config) -> GpuDetection:
     """Detect once per session: the platform's engine when it is up, else a client of its own."""
+    from .fixtures import SESSION_KEY
+
     with _LOCK:
         cached = config.stash.get(_DETECTION_KEY, None)
         if cached is not None:
             return cached
+        session = config.stash.get(SESSION_KEY, None)
+        if session is not None and session.started:
+            config.stash[_DETECTION_KEY] = session.platform().gpu_detection()
+            return config.stash[_DETECTION_KEY]
         info, error = _docker_info(config)
         detection = detect(info)
         if error:
