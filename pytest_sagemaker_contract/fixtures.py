@@ -77,7 +77,7 @@ class SageMakerSession:
     def started(self) -> bool:
         return self._platform is not None
 
-    def channel_uri(self, name: str, path: Path, base: Mapping[str, Any] | None) -> str:
+    def channel_uri(self, name: str, base: Mapping[str, Any] | None) -> str:
         """The S3 URI a local channel stands in for: the job's own for that channel, or a generated one.
 
         Nothing is uploaded here: the platform stages the local data without a copy where the channel's
@@ -88,7 +88,7 @@ class SageMakerSession:
                 uri = channel.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri")
                 if uri:
                     return str(uri)
-        return local_channel_uri(self.platform().run_id, name, path)
+        return local_channel_uri(self.platform().run_id, name)
 
     def close(self) -> None:
         if self._platform is None:
@@ -216,7 +216,7 @@ class TrainingJobFactory:
                 channel_uris[cname] = text
                 continue
             local_channels[cname] = Path(text).expanduser().resolve()
-            channel_uris[cname] = self._session.channel_uri(cname, local_channels[cname], base)
+            channel_uris[cname] = self._session.channel_uri(cname, base)
         prefix = opts.get("name") or (base or {}).get("TrainingJobName") or "sm-contract"
         request = with_overrides(
             base,

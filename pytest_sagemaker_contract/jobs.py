@@ -6,7 +6,6 @@ import copy
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from .spec import DEFAULT_ROLE_ARN
@@ -127,6 +126,6 @@ def with_overrides(
     return req
 
 
-def local_channel_uri(run_id: str, name: str, path: Path) -> str:
-    """Where a local channel without a URI of its own is uploaded in the platform's S3."""
+def local_channel_uri(run_id: str, name: str) -> str:
+    """The S3 URI a local channel without one of its own stands in for (uploaded there only when needed)."""
     return f"s3://{CHANNEL_BUCKET}/{run_id}/channels/{name}/"

@@ -160,9 +160,6 @@ class ContractContext:
                 self._default = run()
             return self._default
 
-    def has_default(self) -> bool:
-        return self._default is not None
-
 
 def invocation_for(
     facts: Any, spec_entrypoint: tuple[str, ...] | None, spec_arguments: tuple[str, ...] | None
