@@ -114,7 +114,8 @@ class ContractItem(pytest.Function):
         return item
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return Path(self.check.func.__code__.co_filename), None, f"{self.parent.name}::{self.name}"  # type: ignore[union-attr]
+        code = self.check.func.__code__
+        return Path(code.co_filename), code.co_firstlineno - 1, f"{self.parent.name}::{self.name}"  # type: ignore[union-attr]
 
 
 def _load_checks() -> None:
@@ -244,7 +245,8 @@ class Suite:
 
     def skip(self, message: str) -> None:
         self.note.message = message
-        pytest.skip(f"{self.check_id}: {message}")
+        # Reported at the check's definition (the home of its clause), not inside this helper.
+        raise pytest.skip.Exception(f"{self.check_id}: {message}", _use_item_location=True)
 
     def attach_logs(self, result: Any) -> None:
         self.note.log_tail = result.log_tail(30)
