@@ -63,6 +63,8 @@ def diagnose_kill(
     tree_at_kill: Sequence[Mapping[str, str]] = (),
 ) -> str:
     """One or two sentences: the likely cause of a SIGKILL at the end of the grace period, and the fix."""
+    if not tree:  # the snapshot at SIGTERM failed; the one just before SIGKILL shows the same PID 1
+        tree = tree_at_kill
     pid1 = pid1_command(tree)
     program = _program(pid1)
     children = _children(tree)

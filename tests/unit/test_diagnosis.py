@@ -80,3 +80,8 @@ def test_shell_trap_that_runs_but_is_slow() -> None:
         tree=SHELL_FORM, pid1_sigterm="caught", logs_after_sigterm=[], grace_s=3, tree_at_kill=SHELL_FORM
     )
     assert "runs its trap only after that child exits" in same_child
+
+
+def test_falls_back_to_the_tree_before_sigkill() -> None:
+    text = diagnose_kill(tree=[], pid1_sigterm="default", logs_after_sigterm=[], grace_s=120, tree_at_kill=PYTHON)
+    assert "PID 1 (python3 /opt/program/train.py train) has no SIGTERM handler" in text
