@@ -9,7 +9,7 @@ import pytest
 
 from . import fixtures as fixtures_module
 from .contract import NOTE_KEY, ContractItem, ContractModule
-from .fixtures import JOB_MARKER_KEYWORDS, SESSION_KEY, SageMakerSession
+from .fixtures import JOB_MARKER_KEYWORDS, SESSION_KEY, SageMakerSession, marker_defaults
 from .report import ContractReport, properties_for
 from .settings import add_options, resolve
 
@@ -48,8 +48,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    from .fixtures import marker_defaults
-
     for item in items:
         if item.get_closest_marker("sagemaker_job") is not None:
             marker_defaults(item)  # a typo in the marker is a usage error now, not a silently ignored keyword
@@ -98,7 +96,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """`@pytest.mark.sagemaker_gpu`: skip, with the detection's reason, where no GPU can be given."""
     if item.get_closest_marker("sagemaker_gpu") is None:
         return
-    from .fixtures import marker_defaults
     from .gpu_support import gpu_skip_reason
 
     defaults = marker_defaults(item)
