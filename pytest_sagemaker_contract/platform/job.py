@@ -188,7 +188,7 @@ class TrainingJobResult:
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(target, filter="data")
             else:  # Python < 3.10.12 has no extraction filters; the archive is the platform's own
-                tar.extractall(target)  # noqa: S202
+                tar.extractall(target)
         return target
 
 
