@@ -19,25 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 
 import build  # noqa: E402
+import demo  # noqa: E402
 
 
 def run_suite(image: str, workers: int) -> float:
-    kmeans = REPO / "examples" / "kmeans"
-    args = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(kmeans),
-        "-p",
-        "no:cacheprovider",
-        "-q",
-        f"--sm-image={image}",
-        f"--sm-job={kmeans / 'job.json'}",
-        f"--sm-channel=train={kmeans / 'data'}",
-        "--sm-stop-after=1.5",
-        "--sm-grace=10",
-        "--sm-checkpoints",
-    ]
+    args = demo.suite_command(image, "-q")
     if workers:
         args += ["-n", str(workers)]
     with tempfile.TemporaryDirectory() as out:

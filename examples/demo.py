@@ -21,15 +21,10 @@ sys.path.insert(0, str(HERE))
 import build  # noqa: E402
 
 
-def main(argv: list[str]) -> int:
-    client = docker.from_env()
-    try:
-        image = build.build(client, "kmeans")
-    except Exception as exc:
-        print(f"demo: building examples/kmeans failed: {exc}", file=sys.stderr)
-        return 1
+def suite_command(image: str, *extra: str) -> list[str]:
+    """`python -m pytest` running the whole contract suite on the kmeans example (demo and benchmarks)."""
     kmeans = HERE / "kmeans"
-    command = [
+    return [
         sys.executable,
         "-m",
         "pytest",
@@ -40,13 +35,22 @@ def main(argv: list[str]) -> int:
         f"--sm-job={kmeans / 'job.json'}",
         f"--sm-channel=train={kmeans / 'data'}",
         "--sm-expect-model=model.json",
-        "--sm-report=sm-report.json",
         "--sm-stop-after=1.5",
         "--sm-grace=20",
         "--sm-checkpoints",
         "--sm-resume-log=resuming from checkpoint",
-        *argv,
+        *extra,
     ]
+
+
+def main(argv: list[str]) -> int:
+    client = docker.from_env()
+    try:
+        image = build.build(client, "kmeans")
+    except Exception as exc:
+        print(f"demo: building examples/kmeans failed: {exc}", file=sys.stderr)
+        return 1
+    command = suite_command(image, "--sm-report=sm-report.json", *argv)
     print("demo: " + " ".join(command[2:]), flush=True)
     return subprocess.call(command, cwd=HERE.parent)
 
