@@ -7,6 +7,7 @@ the local platform directly.
 
 from __future__ import annotations
 
+from .errors import PlatformError
 from .platform import (
     Engine,
     EngineError,
@@ -25,6 +26,7 @@ __all__ = [
     "Engine",
     "EngineError",
     "ImageUnavailable",
+    "PlatformError",
     "RequestError",
     "S3Server",
     "Timeline",

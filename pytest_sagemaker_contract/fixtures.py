@@ -2,108 +2,37 @@
 
 from __future__ import annotations
 
-import inspect
 import os
-import shutil
-import tempfile
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .jobs import job_name, local_channel_uri, with_overrides
-from .platform import Engine, EngineError, S3Server, TrainingJob, TrainingJobResult, TrainingPlatform
-from .settings import Settings
-from .spec import RequestError, TrainingJobSpec, parse_request
+from .jobs import OVERRIDE_KEYWORDS, RequestOverrides, job_name, with_overrides
+from .platform import TrainingJob, TrainingJobResult, TrainingPlatform
+from .session import SageMakerSession, session_of, suite_image
+from .spec import RequestError, TrainingJobSpec, load_request, parse_request
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .jobs import JobOverrides
 
 __all__ = [
+    "JOB_MARKER_KEYWORDS",
     "JobRequest",
-    "SageMakerSession",
     "TrainingJobFactory",
+    "marker_defaults",
     "sagemaker_platform",
     "sagemaker_s3",
     "sm_image",
     "training_job",
 ]
 
-SESSION_KEY = pytest.StashKey["SageMakerSession"]()
-
-
-class SageMakerSession:
-    """Everything one pytest process (or xdist worker) shares: settings, and a platform started on first use."""
-
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
-        self.config = config
-        self.settings = settings
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-        base = os.environ.get("SM_CONTRACT_RUN_ID") or os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8]
-        self.run_id = "-".join(p for p in (base, worker) if p) or os.urandom(4).hex()
-        self._platform: TrainingPlatform | None = None
-        self._error: str | None = None
-        self._lock = threading.Lock()
-        self.kept: list[Path] = []
-
-    def platform(self) -> TrainingPlatform:
-        with self._lock:
-            if self._error is not None:
-                pytest.fail(self._error, pytrace=False)
-            if self._platform is None:
-                try:
-                    engine = Engine()
-                except EngineError as exc:
-                    self._error = f"sagemaker-contract: {exc}"
-                    pytest.fail(self._error, pytrace=False)
-                gateway = engine.bridge_gateway()
-                s3 = S3Server(host=gateway or "127.0.0.1").start()
-                workdir = Path(tempfile.mkdtemp(prefix=f"sm-contract-{self.run_id}-"))
-                self._platform = TrainingPlatform(
-                    engine,
-                    s3,
-                    workdir,
-                    run_id=self.run_id,
-                    keep=self.settings.keep,
-                    grace_s=self.settings.grace_s,
-                    default_network=None if gateway else "none",
-                    container_s3_endpoint=s3.endpoint_url if gateway else None,
-                    gpus=self.settings.gpus,
-                    region=self.settings.region,
-                    set_region_env=self.settings.set_region_env,
-                )
-            return self._platform
-
-    @property
-    def started(self) -> bool:
-        return self._platform is not None
-
-    def channel_uri(self, name: str, base: Mapping[str, Any] | None) -> str:
-        """The S3 URI a local channel stands in for: the job's own for that channel, or a generated one.
-
-        Nothing is uploaded here: the platform stages the local data without a copy where the channel's
-        semantics allow, and uploads it to this URI where the S3 path itself matters.
-        """
-        for channel in (base or {}).get("InputDataConfig", []):
-            if channel.get("ChannelName") == name:
-                uri = channel.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri")
-                if uri:
-                    return str(uri)
-        return local_channel_uri(self.platform().run_id, name)
-
-    def close(self) -> None:
-        if self._platform is None:
-            return
-        platform, self._platform = self._platform, None
-        platform.close()
-        platform.s3.stop()
-        if self.settings.keep:
-            self.kept.append(platform.workdir)
-        else:
-            shutil.rmtree(platform.workdir, ignore_errors=True)
-
-
-def _session(config: pytest.Config) -> SageMakerSession:
-    return config.stash[SESSION_KEY]
+#: Keywords `@pytest.mark.sagemaker_job(...)` accepts: the image, then the factory's overrides.
+JOB_MARKER_KEYWORDS: tuple[str, ...] = ("image", *OVERRIDE_KEYWORDS)
+_REQUEST_KEYWORDS = frozenset(RequestOverrides.__annotations__)
 
 
 class JobRequest:
@@ -168,30 +97,14 @@ class TrainingJobFactory:
         self._request = request
         self._defaults = dict(defaults)
 
-    def __call__(
-        self,
-        image: str | None = None,
-        *,
-        job: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-        name: str | None = None,
-        hyperparameters: Mapping[str, str] | None = None,
-        environment: Mapping[str, str] | None = None,
-        channels: Mapping[str, str | os.PathLike[str]] | None = None,
-        instance_type: str | None = None,
-        instance_count: int | None = None,
-        entrypoint: Sequence[str] | None = None,
-        arguments: Sequence[str] | None = None,
-        keep_invocation: bool = True,
-        max_runtime: int | None = None,
-        checkpoint_s3_uri: str | None = None,
-        checkpoint_local_path: str | None = None,
-        network_isolation: bool | None = None,
-        input_mode: str | None = None,
-        gpus: str | None = None,
-        timeout: float | None = None,
-    ) -> JobRequest:
-        given = {k: v for k, v in locals().items() if k not in ("self", "image") and v is not None}
-        opts = {**self._defaults, **given}
+    def __call__(self, image: str | None = None, **overrides: Unpack[JobOverrides]) -> JobRequest:
+        unknown = sorted(set(overrides) - set(OVERRIDE_KEYWORDS))
+        if unknown:
+            raise TypeError(
+                f"training_job() got an unexpected keyword {unknown[0]!r}; valid: {', '.join(OVERRIDE_KEYWORDS)}"
+            )
+        given = {k: v for k, v in overrides.items() if v is not None}
+        opts: dict[str, Any] = {**self._defaults, **given}
         settings = self._session.settings
         image = image or self._defaults.get("image") or self._request.getfixturevalue("sm_image")
         base: Mapping[str, Any] | None
@@ -199,8 +112,6 @@ class TrainingJobFactory:
         if isinstance(job_arg, Mapping):
             base = job_arg
         elif job_arg is not None:
-            from .spec import load_request
-
             base = load_request(Path(job_arg))
         else:
             base = settings.job_request
@@ -218,31 +129,18 @@ class TrainingJobFactory:
             local_channels[cname] = Path(text).expanduser().resolve()
             channel_uris[cname] = self._session.channel_uri(cname, base)
         prefix = opts.get("name") or (base or {}).get("TrainingJobName") or "sm-contract"
+        request_overrides: RequestOverrides = {k: v for k, v in opts.items() if k in _REQUEST_KEYWORDS}  # type: ignore[assignment]
+        request_overrides["hyperparameters"] = {**settings.hyperparameters, **dict(opts.get("hyperparameters") or {})}
+        request_overrides["environment"] = {**settings.environment, **dict(opts.get("environment") or {})}
+        instance_type = opts.get("instance_type") or settings.instance_type
+        if instance_type:
+            request_overrides["instance_type"] = instance_type
         request = with_overrides(
-            base,
-            name=job_name(str(prefix)),
-            image=str(image),
-            hyperparameters={**settings.hyperparameters, **dict(opts.get("hyperparameters") or {})},
-            environment={**settings.environment, **dict(opts.get("environment") or {})},
-            channel_uris=channel_uris,
-            instance_type=opts.get("instance_type") or settings.instance_type,
-            instance_count=opts.get("instance_count"),
-            entrypoint=opts.get("entrypoint"),
-            arguments=opts.get("arguments"),
-            keep_invocation=bool(opts.get("keep_invocation", True)),
-            max_runtime_s=opts.get("max_runtime"),
-            checkpoint_s3_uri=opts.get("checkpoint_s3_uri"),
-            checkpoint_local_path=opts.get("checkpoint_local_path"),
-            network_isolation=opts.get("network_isolation"),
-            input_mode=opts.get("input_mode"),
+            base, name=job_name(str(prefix)), image=str(image), channel_uris=channel_uris, **request_overrides
         )
         return JobRequest(
             self._session, request, float(opts.get("timeout") or settings.timeout_s), local_channels, opts.get("gpus")
         )
-
-
-#: Keywords `@pytest.mark.sagemaker_job(...)` accepts: the factory's own.
-JOB_MARKER_KEYWORDS = tuple(p for p in inspect.signature(TrainingJobFactory.__call__).parameters if p != "self")
 
 
 def marker_defaults(node: pytest.Item) -> dict[str, Any]:
@@ -266,7 +164,7 @@ def marker_defaults(node: pytest.Item) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def sagemaker_platform(pytestconfig: pytest.Config) -> TrainingPlatform:
     """The local SageMaker training platform (Docker engine + moto S3) of this session or xdist worker."""
-    return _session(pytestconfig).platform()
+    return session_of(pytestconfig).platform()
 
 
 @pytest.fixture(scope="session")
@@ -278,12 +176,10 @@ def sagemaker_s3(sagemaker_platform: TrainingPlatform) -> Any:
 @pytest.fixture
 def sm_image(request: pytest.FixtureRequest) -> str:
     """The image under test: the contract suite's own image, else the first `--sm-image` / `sm_image`."""
-    from .contract import ContractModule
-
-    suite = request.node.getparent(ContractModule)
-    if suite is not None:
-        return str(suite.image)
-    images = _session(request.config).settings.images
+    image = suite_image(request.node)
+    if image is not None:
+        return image
+    images = session_of(request.config).settings.images
     if not images:
         pytest.skip("no image under test: pass --sm-image IMAGE (or set sm_image in the ini file)")
     return images[0]
@@ -292,4 +188,4 @@ def sm_image(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def training_job(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> TrainingJobFactory:
     """Factory for training jobs on the local platform: `training_job(**overrides).run()`."""
-    return TrainingJobFactory(_session(pytestconfig), request, marker_defaults(request.node))
+    return TrainingJobFactory(session_of(pytestconfig), request, marker_defaults(request.node))

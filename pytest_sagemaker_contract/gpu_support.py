@@ -11,9 +11,11 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import docker
 import pytest
 
 from .platform.gpu import GpuDetection, GpuPlan, detect, gpu_plan
+from .session import SESSION_KEY, session_of
 
 __all__ = ["gpu_skip_reason", "plan_skip_reason", "resolve_instance_type", "session_detection"]
 
@@ -25,8 +27,6 @@ SUGGESTED_TYPE = "ml.g5.xlarge"
 
 def session_detection(config: pytest.Config) -> GpuDetection:
     """Detect once per session: the platform's engine when it is up, else a client of its own."""
-    from .fixtures import SESSION_KEY
-
     with _LOCK:
         cached = config.stash.get(_DETECTION_KEY, None)
         if cached is not None:
@@ -46,15 +46,11 @@ def session_detection(config: pytest.Config) -> GpuDetection:
 
 
 def _docker_info(config: pytest.Config) -> tuple[Mapping[str, Any], str | None]:
-    from .fixtures import SESSION_KEY
-
     session = config.stash.get(SESSION_KEY, None)
     try:
         if session is not None and session.started:
             info: Mapping[str, Any] = session.platform().engine.client.info()
             return info, None
-        import docker
-
         client = docker.from_env(timeout=30)
         try:
             info = client.info()
@@ -67,11 +63,9 @@ def _docker_info(config: pytest.Config) -> tuple[Mapping[str, Any], str | None]:
 
 def resolve_instance_type(config: pytest.Config, explicit: str | None = None) -> str:
     """The instance type a job gets: the test's own, --sm-instance-type, the --sm-job request's, else ml.m5.large."""
-    from .fixtures import SESSION_KEY
-
     if explicit:
         return explicit
-    settings = config.stash[SESSION_KEY].settings
+    settings = session_of(config).settings
     if settings.instance_type:
         return str(settings.instance_type)
     resource = (settings.job_request or {}).get("ResourceConfig") or {}
@@ -98,8 +92,6 @@ def gpu_skip_reason(config: pytest.Config, instance_type: str | None = None, mod
 
     `instance_type` is the test's own (e.g. from its `sagemaker_job` marker); `mode` overrides --sm-gpus.
     """
-    from .fixtures import SESSION_KEY
-
-    settings = config.stash[SESSION_KEY].settings
+    settings = session_of(config).settings
     plan = gpu_plan(resolve_instance_type(config, instance_type), mode or settings.gpus, session_detection(config))
     return plan_skip_reason(plan, session_detection(config))

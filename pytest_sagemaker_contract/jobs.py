@@ -1,16 +1,72 @@
-"""Building CreateTrainingJob requests from a base request plus overrides in SageMaker's own terms."""
+"""Building CreateTrainingJob requests from a base request plus overrides in SageMaker's own terms.
+
+`JobOverrides` is the one list of override keywords: the `training_job(...)` factory takes them,
+`@pytest.mark.sagemaker_job(...)` is validated against them, and README's table is tested against them.
+"""
 
 from __future__ import annotations
 
 import copy
+import os
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .spec import DEFAULT_ROLE_ARN
 
-__all__ = ["CHANNEL_BUCKET", "default_request", "job_name", "with_overrides"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = [
+    "CHANNEL_BUCKET",
+    "OVERRIDE_KEYWORDS",
+    "JobOverrides",
+    "RequestOverrides",
+    "default_request",
+    "job_name",
+    "with_overrides",
+]
+
+
+class _Base(TypedDict, total=False):
+    #: A request file (path) or a request dict to start from instead of --sm-job.
+    job: str | os.PathLike[str] | Mapping[str, Any]
+    #: TrainingJobName prefix (a unique suffix is added).
+    name: str
+
+
+class RequestOverrides(TypedDict, total=False):
+    """Overrides that change the CreateTrainingJob request itself."""
+
+    hyperparameters: Mapping[str, str]
+    environment: Mapping[str, str]
+    instance_type: str
+    instance_count: int
+    entrypoint: Sequence[str]
+    arguments: Sequence[str]
+    #: False drops the base request's ContainerEntrypoint/ContainerArguments first.
+    keep_invocation: bool
+    #: StoppingCondition.MaxRuntimeInSeconds.
+    max_runtime: int
+    checkpoint_s3_uri: str
+    checkpoint_local_path: str
+    network_isolation: bool
+    input_mode: str
+
+
+class JobOverrides(_Base, RequestOverrides, total=False):
+    """Every keyword of `training_job(image=None, **overrides)` and `@pytest.mark.sagemaker_job(...)`."""
+    #: Channel name -> local path or s3:// URI.
+    channels: Mapping[str, str | os.PathLike[str]]
+    #: auto | all | none | devices (--sm-gpus for this job).
+    gpus: str
+    #: Seconds the run may take (--sm-timeout for this job).
+    timeout: float
+
+
+#: The override keywords, in declaration order.
+OVERRIDE_KEYWORDS: tuple[str, ...] = tuple(JobOverrides.__annotations__)
 
 #: The bucket generated channel and output URIs live in (in the platform's own moto S3).
 CHANNEL_BUCKET = "sagemaker-contract"
@@ -56,26 +112,28 @@ def with_overrides(
     *,
     name: str,
     image: str,
-    hyperparameters: Mapping[str, str] | None = None,
-    environment: Mapping[str, str] | None = None,
     channel_uris: Mapping[str, str] | None = None,
-    instance_type: str | None = None,
-    instance_count: int | None = None,
-    entrypoint: Sequence[str] | None = None,
-    arguments: Sequence[str] | None = None,
-    keep_invocation: bool = True,
-    max_runtime_s: int | None = None,
-    checkpoint_s3_uri: str | None = None,
-    checkpoint_local_path: str | None = None,
-    network_isolation: bool | None = None,
-    input_mode: str | None = None,
+    **overrides: Unpack[RequestOverrides],
 ) -> dict[str, Any]:
     """A copy of `base` (or the default request) with the overrides applied.
 
     `channel_uris` maps channel names to S3 URIs: a channel the request already has keeps its
     settings and gets the URI only if it had none; a new channel is added as S3Prefix/FullyReplicated.
-    `keep_invocation=False` drops the request's ContainerEntrypoint/ContainerArguments first.
     """
+    unknown = sorted(set(overrides) - set(RequestOverrides.__annotations__))
+    if unknown:
+        raise TypeError(f"with_overrides() got an unexpected keyword {unknown[0]!r}")
+    hyperparameters = overrides.get("hyperparameters")
+    environment = overrides.get("environment")
+    instance_type = overrides.get("instance_type")
+    instance_count = overrides.get("instance_count")
+    entrypoint = overrides.get("entrypoint")
+    arguments = overrides.get("arguments")
+    max_runtime_s = overrides.get("max_runtime")
+    checkpoint_s3_uri = overrides.get("checkpoint_s3_uri")
+    checkpoint_local_path = overrides.get("checkpoint_local_path")
+    network_isolation = overrides.get("network_isolation")
+    input_mode = overrides.get("input_mode")
     req = copy.deepcopy(dict(base)) if base is not None else default_request(name)
     req["TrainingJobName"] = name
     req.setdefault("RoleArn", DEFAULT_ROLE_ARN)
@@ -84,7 +142,7 @@ def with_overrides(
     algo.setdefault("TrainingInputMode", "File")
     if input_mode is not None:
         algo["TrainingInputMode"] = input_mode
-    if not keep_invocation:
+    if not overrides.get("keep_invocation", True):
         algo.pop("ContainerEntrypoint", None)
         algo.pop("ContainerArguments", None)
     if entrypoint is not None:

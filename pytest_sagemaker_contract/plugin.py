@@ -7,10 +7,13 @@ from typing import Any
 
 import pytest
 
+from . import contract
 from . import fixtures as fixtures_module
 from .contract import NOTE_KEY, ContractItem, ContractModule
-from .fixtures import JOB_MARKER_KEYWORDS, SESSION_KEY, SageMakerSession, marker_defaults
+from .fixtures import JOB_MARKER_KEYWORDS, marker_defaults
+from .gpu_support import gpu_skip_reason
 from .report import ContractReport, properties_for
+from .session import SESSION_KEY, SageMakerSession, session_of
 from .settings import add_options, resolve
 
 REPORT_KEY = pytest.StashKey[ContractReport]()
@@ -33,8 +36,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = SageMakerSession(config, settings)
     if not config.pluginmanager.has_plugin("sagemaker_contract.fixtures"):
         config.pluginmanager.register(fixtures_module, "sagemaker_contract.fixtures")
-    from . import contract
-
     if not config.pluginmanager.has_plugin("sagemaker_contract.suite"):
         config.pluginmanager.register(contract, "sagemaker_contract.suite")
     report = ContractReport(settings.report, is_worker=hasattr(config, "workerinput"))
@@ -43,7 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return config.stash[SESSION_KEY].settings.header()
+    return session_of(config).settings.header()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -51,7 +52,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for item in items:
         if item.get_closest_marker("sagemaker_job") is not None:
             marker_defaults(item)  # a typo in the marker is a usage error now, not a silently ignored keyword
-    settings = config.stash[SESSION_KEY].settings
+    settings = session_of(config).settings
     if not settings.suite:
         return
     for image in settings.images:
@@ -96,8 +97,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """`@pytest.mark.sagemaker_gpu`: skip, with the detection's reason, where no GPU can be given."""
     if item.get_closest_marker("sagemaker_gpu") is None:
         return
-    from .gpu_support import gpu_skip_reason
-
     defaults = marker_defaults(item)
     reason = gpu_skip_reason(item.config, defaults.get("instance_type"), defaults.get("gpus"))
     if reason is not None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from .contract import CHECKS
+
 __all__ = ["ContractReport", "Row", "properties_for"]
 
 PREFIX = "sm_"
@@ -140,7 +142,4 @@ class ContractReport:
 
 
 def _check_order() -> list[str]:
-    from .contract import CHECKS, _load_checks
-
-    _load_checks()
     return [c.id for c in CHECKS]

@@ -1,28 +1,193 @@
-"""The plugin's options: command line first, then the ini file; each value remembers where it came from."""
+"""The plugin's options: command line first, then the ini file; each value remembers where it came from.
+
+`OPTIONS` is the one table: each row holds the flag's name (also the ini key), its help, the parser
+that checks the raw value and the `Settings` attribute it fills. A bad value is one usage error that
+says what was wrong and what to pass instead.
+"""
 
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .spec import RequestError, load_request, validate_request
+from .platform.gpu import GPU_MODES
+from .spec import RequestError, load_request, parse_request, training_instance_types, validate_request
 
 __all__ = ["OPTIONS", "Option", "Settings", "add_options", "resolve"]
+
+#: Checks a raw option value (from the command line or the ini file) and returns the attribute's value.
+Parser = Callable[["Option", Any], Any]
+
+
+def _text(opt: Option, value: Any) -> str:
+    return str(value)
+
+
+def _flag(opt: Option, value: Any) -> bool:
+    return bool(value)
+
+
+def _pairs(opt: Option, values: Sequence[str], what: str, example: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise pytest.UsageError(f"{opt.flag} {item!r}: expected {what}=VALUE, e.g. {opt.flag} {example}")
+        out[key] = value
+    return out
+
+
+def _pairs_parser(what: str, example: str) -> Parser:
+    def parse(opt: Option, values: Sequence[str]) -> dict[str, str]:
+        return _pairs(opt, values, what, example)
+
+    return parse
+
+
+_MAX_SECONDS = 28 * 24 * 3600
+
+
+def _seconds(opt: Option, value: Any) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise pytest.UsageError(f"{opt.flag} {value!r}: expected a number of seconds") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise pytest.UsageError(f"{opt.flag} {value}: must be a positive, finite number of seconds")
+    if seconds > 7 * 24 * 3600:
+        raise pytest.UsageError(
+            f"{opt.flag} {value}: at most 604800 seconds (SageMaker's longest MaxRuntime is 28 days)"
+        )
+    return seconds
+
+
+def _whole(low: int, high: int, what: str) -> Parser:
+    def parse(opt: Option, value: Any) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise pytest.UsageError(f"{opt.flag} {value!r}: expected a whole number of {what}") from None
+        if not low <= number <= high:
+            raise pytest.UsageError(f"{opt.flag} {value}: between {low} and {high} {what}")
+        return number
+
+    return parse
+
+
+def _regex(opt: Option, value: Any) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise pytest.UsageError(f"{opt.flag} {value!r}: not a valid regular expression ({exc})") from None
+    return str(value)
+
+
+def _images(opt: Option, value: Sequence[str]) -> list[str]:
+    images = list(dict.fromkeys(v.strip() for v in value if v.strip()))
+    if not images:
+        raise pytest.UsageError(f"{opt.flag}: empty image name; pass a local tag like myrepo/algo:latest")
+    return images
+
+
+def _job(opt: Option, value: Any) -> tuple[Path, dict[str, Any]]:
+    path = Path(value)
+    try:
+        request = load_request(path)
+    except RequestError as exc:
+        raise pytest.UsageError(f"{opt.flag}: {exc}") from None
+    problems = [p for p in validate_request(request) if "TrainingImage" not in p]
+    if problems:
+        raise pytest.UsageError(f"{opt.flag} {value}: invalid CreateTrainingJob request: {problems[0]}")
+    return path, request
+
+
+def _channels(opt: Option, values: Sequence[str]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for name, path in _pairs(opt, values, "NAME", "train=./data").items():
+        if not re.fullmatch(r"[A-Za-z0-9.\-_]{1,64}", name):
+            raise pytest.UsageError(f"{opt.flag} {name}=...: channel names are 1-64 characters of [A-Za-z0-9.-_]")
+        if not path.strip():
+            raise pytest.UsageError(f"{opt.flag} {name}=: no path; e.g. {opt.flag} {name}=./data")
+        local = Path(path).expanduser()
+        if not local.exists():
+            raise pytest.UsageError(f"{opt.flag} {name}={path}: {path} does not exist")
+        out[name] = local
+    return out
+
+
+def _environment(opt: Option, values: Sequence[str]) -> dict[str, str]:
+    env = _pairs(opt, values, "KEY", "EPOCHS=3")
+    bad = [k for k in env if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", k)]
+    if bad:
+        raise pytest.UsageError(f"{opt.flag} {bad[0]}=...: Environment keys must match [a-zA-Z_][a-zA-Z0-9_]*")
+    return env
+
+
+def _instance_type(opt: Option, value: Any) -> str:
+    text = str(value)
+    enum = training_instance_types()
+    if text not in enum:
+        close = fnmatch.filter(enum, text.split(".")[0] + ".*")[:5]
+        hint = f" (e.g. {', '.join(close)})" if close else " (e.g. ml.m5.large)"
+        raise pytest.UsageError(f"{opt.flag} {value}: not a SageMaker training instance type{hint}")
+    return text
+
+
+def _report(opt: Option, value: Any) -> Path:
+    path = Path(value)
+    if not path.parent.is_dir():
+        raise pytest.UsageError(f"{opt.flag} {value}: directory {path.parent} does not exist; create it first")
+    if path.is_dir():
+        raise pytest.UsageError(f"{opt.flag} {value}: is a directory; name a file, e.g. {path / 'sm-report.json'}")
+    return path
+
+
+def _input_modes(opt: Option, value: Any) -> list[str]:
+    modes = [m.strip() for m in str(value).split(",") if m.strip()]
+    if not modes or any(m not in ("File", "FastFile", "Pipe") for m in modes):
+        raise pytest.UsageError(f"{opt.flag} {value}: expected a comma-separated subset of File,FastFile,Pipe")
+    return list(dict.fromkeys(modes))
+
+
+def _region(opt: Option, value: Any) -> tuple[str, bool]:
+    text = str(value).strip()
+    if text.lower() == "none":
+        return "us-east-1", False
+    if re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", text):
+        return text, True
+    raise pytest.UsageError(f"{opt.flag} {value!r}: expected a region like us-east-1, or none")
+
+
+def _gpus(opt: Option, value: Any) -> str:
+    mode = str(value).strip().lower()
+    if mode not in GPU_MODES:
+        raise pytest.UsageError(f"{opt.flag} {value}: expected one of {', '.join(GPU_MODES)}")
+    return mode
+
+
+def _command(opt: Option, value: Any) -> str:
+    if not str(value).strip():
+        raise pytest.UsageError(f"{opt.flag}: empty command; e.g. {opt.flag} 'python -c \"import torch\"'")
+    return str(value)
 
 
 @dataclass(frozen=True)
 class Option:
-    name: str  # the ini key; the flag is --sm-<name with dashes>
+    #: The ini key; the flag is --sm-<name with dashes>.
+    name: str
+    #: The `Settings` attribute(s) the parsed value fills (a tuple: the parser returns one value each).
+    attr: str | tuple[str, ...]
     help: str
-    kind: str = "string"  # string | list | bool | float
+    parse: Parser = _text
+    kind: str = "string"  # string | list | bool
     metavar: str | None = None
-    default: Any = None
 
     @property
     def flag(self) -> str:
@@ -30,89 +195,156 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("sm_image", "training image to check (repeatable: one contract suite per image)", "list", "IMAGE"),
+    Option(
+        "sm_image",
+        "images",
+        "training image to check (repeatable: one contract suite per image)",
+        _images,
+        "list",
+        "IMAGE",
+    ),
     Option(
         "sm_job",
+        ("job_file", "job_request"),
         "CreateTrainingJob request JSON (as for --cli-input-json) the runs start from",
+        _job,
         metavar="FILE",
     ),
-    Option("sm_channel", "stage a local file or directory as channel NAME (repeatable)", "list", "NAME=PATH"),
-    Option("sm_hyperparameter", "set a hyperparameter for every run (repeatable)", "list", "KEY=VALUE"),
-    Option("sm_env", "set a container Environment entry for every run (repeatable)", "list", "KEY=VALUE"),
     Option(
-        "sm_instance_type",
-        "ResourceConfig.InstanceType for the runs (default: the job's, or ml.m5.large)",
-        metavar="TYPE",
-    ),
-    Option(
-        "sm_expect_model",
-        "glob the model.tar.gz must hold a file for (repeatable; default: any file)",
+        "sm_channel",
+        "channels",
+        "stage a local file or directory as channel NAME (repeatable)",
+        _channels,
         "list",
-        "GLOB",
-    ),
-    Option("sm_keep", "keep containers, networks and job directories for debugging, and print where", "bool"),
-    Option("sm_report", "write the machine-readable contract report (JSON) to FILE", metavar="FILE"),
-    Option(
-        "sm_timeout",
-        "seconds one training run may take before the check fails (default 600)",
-        "float",
-        "SECONDS",
-        600.0,
+        "NAME=PATH",
     ),
     Option(
-        "sm_stop_after",
-        "SIGTERM checks: send SIGTERM this many seconds after the container starts (default 5)",
-        "float",
-        "SECONDS",
-        5.0,
-    ),
-    Option(
-        "sm_stop_on_log", "SIGTERM checks: send SIGTERM at the first log line matching REGEX instead", metavar="REGEX"
-    ),
-    Option(
-        "sm_grace",
-        "seconds between SIGTERM and SIGKILL (default 120, as SageMaker); lower it to iterate fast",
-        "float",
-        "SECONDS",
-        120.0,
-    ),
-    Option(
-        "sm_sigterm_hyperparameter",
-        "hyperparameter for the SIGTERM runs only, e.g. to make training last longer (repeatable)",
+        "sm_hyperparameter",
+        "hyperparameters",
+        "set a hyperparameter for every run (repeatable)",
+        _pairs_parser("KEY", "epochs=3"),
         "list",
         "KEY=VALUE",
     ),
     Option(
-        "sm_checkpoints", "run SM-CKPT-RESUME even when the job has no CheckpointConfig (a generated S3 URI)", "bool"
+        "sm_env",
+        "environment",
+        "set a container Environment entry for every run (repeatable)",
+        _environment,
+        "list",
+        "KEY=VALUE",
     ),
-    Option("sm_resume_log", "SM-CKPT-RESUME: the resumed run's log must match REGEX", metavar="REGEX"),
-    Option("sm_no_suite", "do not collect the built-in contract suite (fixtures only)", "bool"),
+    Option(
+        "sm_instance_type",
+        "instance_type",
+        "ResourceConfig.InstanceType for the runs (default: the job's, or ml.m5.large)",
+        _instance_type,
+        metavar="TYPE",
+    ),
+    Option(
+        "sm_expect_model",
+        "expect_model",
+        "glob the model.tar.gz must hold a file for (repeatable; default: any file)",
+        lambda opt, value: list(value),
+        "list",
+        "GLOB",
+    ),
+    Option(
+        "sm_keep", "keep", "keep containers, networks and job directories for debugging, and print where", _flag, "bool"
+    ),
+    Option("sm_report", "report", "write the machine-readable contract report (JSON) to FILE", _report, metavar="FILE"),
+    Option(
+        "sm_timeout",
+        "timeout_s",
+        "seconds one training run may take before the check fails (default 600)",
+        _seconds,
+        metavar="SECONDS",
+    ),
+    Option(
+        "sm_stop_after",
+        "stop_after_s",
+        "SIGTERM checks: send SIGTERM this many seconds after the container starts (default 5)",
+        _seconds,
+        metavar="SECONDS",
+    ),
+    Option(
+        "sm_stop_on_log",
+        "stop_on_log",
+        "SIGTERM checks: send SIGTERM at the first log line matching REGEX instead",
+        _regex,
+        metavar="REGEX",
+    ),
+    Option(
+        "sm_grace",
+        "grace_s",
+        "seconds between SIGTERM and SIGKILL (default 120, as SageMaker); lower it to iterate fast",
+        _seconds,
+        metavar="SECONDS",
+    ),
+    Option(
+        "sm_sigterm_hyperparameter",
+        "sigterm_hyperparameters",
+        "hyperparameter for the SIGTERM runs only, e.g. to make training last longer (repeatable)",
+        _pairs_parser("KEY", "epochs=1000"),
+        "list",
+        "KEY=VALUE",
+    ),
+    Option(
+        "sm_checkpoints",
+        "checkpoints",
+        "run SM-CKPT-RESUME even when the job has no CheckpointConfig (a generated S3 URI)",
+        _flag,
+        "bool",
+    ),
+    Option(
+        "sm_resume_log", "resume_log", "SM-CKPT-RESUME: the resumed run's log must match REGEX", _regex, metavar="REGEX"
+    ),
+    Option("sm_no_suite", "no_suite", "do not collect the built-in contract suite (fixtures only)", _flag, "bool"),
     Option(
         "sm_input_modes",
+        "input_modes",
         "SM-DATA-MODES: try the channels under each of these input modes (comma-separated: File,FastFile,Pipe)",
+        _input_modes,
         metavar="MODES",
     ),
-    Option("sm_instance_count", "SM-HOSTS-MULTI: train on N hosts (default: the job's count when > 1)", metavar="N"),
-    Option("sm_allow_network", "the image needs the network: skip SM-NET-ISOLATION", "bool"),
+    Option(
+        "sm_instance_count",
+        "instance_count",
+        "SM-HOSTS-MULTI: train on N hosts (default: the job's count when > 1)",
+        _whole(1, 20, "hosts"),
+        metavar="N",
+    ),
+    Option("sm_allow_network", "allow_network", "the image needs the network: skip SM-NET-ISOLATION", _flag, "bool"),
     Option(
         "sm_aws_region",
+        ("region", "set_region_env"),
         "region in TRAINING_JOB_ARN and the AWS_REGION the container gets (default us-east-1); 'none' sets no "
         "AWS_REGION (whether SageMaker sets it is uncertain)",
+        _region,
         metavar="REGION",
     ),
     Option(
         "sm_hyperparameter_value_limit",
+        "hyperparameter_value_limit",
         "characters allowed per hyperparameter value (default 2500, the API model's; the guide's prose says 256)",
+        _whole(1, 2500, "characters"),
         metavar="N",
     ),
     Option(
         "sm_gpus",
+        "gpus",
         "how containers get the instance's GPUs: auto (NVIDIA runtime/CDI when present), all, none, or devices "
         "(/dev/nvidia* passthrough plus the host driver read-only, for hosts without the container toolkit)",
+        _gpus,
         metavar="MODE",
-        default="auto",
     ),
-    Option("sm_gpu_probe", "SM-GPU-VISIBLE: also run CMD with sh -c in the container; it must exit 0", metavar="CMD"),
+    Option(
+        "sm_gpu_probe",
+        "gpu_probe",
+        "SM-GPU-VISIBLE: also run CMD with sh -c in the container; it must exit 0",
+        _command,
+        metavar="CMD",
+    ),
 )
 
 
@@ -135,7 +367,7 @@ class Settings:
     sigterm_hyperparameters: dict[str, str] = field(default_factory=dict)
     checkpoints: bool = False
     resume_log: str | None = None
-    suite: bool = True
+    no_suite: bool = False
     input_modes: list[str] = field(default_factory=list)
     instance_count: int | None = None
     allow_network: bool = False
@@ -144,25 +376,22 @@ class Settings:
     hyperparameter_value_limit: int | None = None
     gpus: str = "auto"
     gpu_probe: str | None = None
-    sources: dict[str, str] = field(default_factory=dict)
+    #: Each given option's raw value and where it came from (the flag or the ini key), for the report header.
+    given: dict[str, tuple[Any, str]] = field(default_factory=dict)
+
+    @property
+    def suite(self) -> bool:
+        return not self.no_suite
 
     def header(self) -> list[str]:
-        if not self.sources:
+        if not self.given:
             return ["sagemaker-contract: no --sm-image given (fixtures only)"]
         shown = []
-        for name, source in self.sources.items():
-            value = getattr(self, _ATTR[name])
-            if name == "sm_no_suite":
-                value = not value
-            if isinstance(value, dict):
-                value = ",".join(f"{k}={v}" for k, v in value.items())
-            elif isinstance(value, list):
-                value = ",".join(value)
-            shown.append(f"{name}={value} ({source})")
+        for name, (value, source) in self.given.items():
+            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            shown.append(f"{name}={text} ({source})")
         lines = ["sagemaker-contract: " + ", ".join(shown)]
         if self.job_request is not None:
-            from .spec import RequestError, parse_request
-
             try:
                 skipped = parse_request(self.job_request, image="x").not_simulated
             except RequestError:
@@ -172,34 +401,6 @@ class Settings:
                     f"sagemaker-contract: accepted but not simulated from {self.job_file}: {', '.join(skipped)}"
                 )
         return lines
-
-
-_ATTR = {
-    "sm_image": "images",
-    "sm_job": "job_file",
-    "sm_channel": "channels",
-    "sm_hyperparameter": "hyperparameters",
-    "sm_env": "environment",
-    "sm_instance_type": "instance_type",
-    "sm_expect_model": "expect_model",
-    "sm_keep": "keep",
-    "sm_report": "report",
-    "sm_timeout": "timeout_s",
-    "sm_no_suite": "suite",
-    "sm_stop_after": "stop_after_s",
-    "sm_stop_on_log": "stop_on_log",
-    "sm_grace": "grace_s",
-    "sm_sigterm_hyperparameter": "sigterm_hyperparameters",
-    "sm_checkpoints": "checkpoints",
-    "sm_resume_log": "resume_log",
-    "sm_input_modes": "input_modes",
-    "sm_instance_count": "instance_count",
-    "sm_allow_network": "allow_network",
-    "sm_aws_region": "region",
-    "sm_hyperparameter_value_limit": "hyperparameter_value_limit",
-    "sm_gpus": "gpus",
-    "sm_gpu_probe": "gpu_probe",
-}
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -226,137 +427,18 @@ def _raw(config: pytest.Config, opt: Option) -> tuple[Any, str | None]:
     return None, None
 
 
-def _pairs(values: Sequence[str], flag: str, what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise pytest.UsageError(f"{flag} {item!r}: expected {what}=VALUE, e.g. {flag} epochs=3")
-        out[key] = value
-    return out
-
-
-def _seconds(flag: str, value: Any) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise pytest.UsageError(f"{flag} {value!r}: expected a number of seconds") from None
-    if seconds <= 0:
-        raise pytest.UsageError(f"{flag} {value}: must be a positive number of seconds")
-    return seconds
-
-
 def resolve(config: pytest.Config) -> Settings:
     """Read and check every option; a bad value is one clear usage error."""
-    s = Settings()
-    by_name = {o.name: o for o in OPTIONS}
+    settings = Settings()
     for opt in OPTIONS:
         value, source = _raw(config, opt)
-        if value is None:
+        if value is None or source is None:
             continue
-        if opt.name == "sm_no_suite":
-            s.suite = not bool(value)
-        elif opt.name == "sm_image":
-            s.images = list(dict.fromkeys(v.strip() for v in value if v.strip()))
-            if not s.images:
-                raise pytest.UsageError("--sm-image: empty image name; pass a local tag like myrepo/algo:latest")
-        elif opt.name == "sm_job":
-            s.job_file = Path(value)
-            try:
-                s.job_request = load_request(s.job_file)
-            except RequestError as exc:
-                raise pytest.UsageError(f"--sm-job: {exc}") from None
-            problems = [p for p in validate_request(s.job_request) if "TrainingImage" not in p]
-            if problems:
-                raise pytest.UsageError(f"--sm-job {value}: invalid CreateTrainingJob request: {problems[0]}")
-        elif opt.name == "sm_channel":
-            for name, path in _pairs(value, opt.flag, "NAME").items():
-                if not re.fullmatch(r"[A-Za-z0-9.\-_]{1,64}", name):
-                    raise pytest.UsageError(
-                        f"--sm-channel {name}=...: channel names are 1-64 characters of [A-Za-z0-9.-_]"
-                    )
-                p = Path(path).expanduser()
-                if not p.exists():
-                    raise pytest.UsageError(f"--sm-channel {name}={path}: {path} does not exist")
-                s.channels[name] = p
-        elif opt.name == "sm_hyperparameter":
-            s.hyperparameters = _pairs(value, opt.flag, "KEY")
-        elif opt.name == "sm_env":
-            s.environment = _pairs(value, opt.flag, "KEY")
-            bad = [k for k in s.environment if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", k)]
-            if bad:
-                raise pytest.UsageError(f"--sm-env {bad[0]}=...: Environment keys must match [a-zA-Z_][a-zA-Z0-9_]*")
-        elif opt.name == "sm_instance_type":
-            s.instance_type = str(value)
-            from .spec import _request_shape
-
-            enum = _request_shape().members["ResourceConfig"].members["InstanceType"].enum
-            if s.instance_type not in enum:
-                close = fnmatch.filter(enum, s.instance_type.split(".")[0] + "." + "*")[:5]
-                hint = f" (e.g. {', '.join(close)})" if close else " (e.g. ml.m5.large)"
-                raise pytest.UsageError(f"--sm-instance-type {value}: not a SageMaker training instance type{hint}")
-        elif opt.name == "sm_expect_model":
-            s.expect_model = list(value)
-        elif opt.name == "sm_keep":
-            s.keep = bool(value)
-        elif opt.name == "sm_report":
-            s.report = Path(value)
-        elif opt.name in ("sm_timeout", "sm_stop_after", "sm_grace"):
-            setattr(s, _ATTR[opt.name], _seconds(opt.flag, value))
-        elif opt.name in ("sm_stop_on_log", "sm_resume_log"):
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise pytest.UsageError(f"{opt.flag} {value!r}: not a valid regular expression ({exc})") from None
-            setattr(s, _ATTR[opt.name], str(value))
-        elif opt.name == "sm_sigterm_hyperparameter":
-            s.sigterm_hyperparameters = _pairs(value, opt.flag, "KEY")
-        elif opt.name == "sm_checkpoints":
-            s.checkpoints = bool(value)
-        elif opt.name == "sm_input_modes":
-            modes = [m.strip() for m in str(value).split(",") if m.strip()]
-            bad = [m for m in modes if m not in ("File", "FastFile", "Pipe")]
-            if bad or not modes:
-                raise pytest.UsageError(
-                    f"--sm-input-modes {value}: expected a comma-separated subset of File,FastFile,Pipe"
-                )
-            s.input_modes = list(dict.fromkeys(modes))
-        elif opt.name == "sm_instance_count":
-            try:
-                s.instance_count = int(value)
-            except ValueError:
-                raise pytest.UsageError(f"--sm-instance-count {value!r}: expected a whole number of hosts") from None
-            if not 1 <= s.instance_count <= 20:
-                raise pytest.UsageError(f"--sm-instance-count {value}: between 1 and 20 hosts here")
-        elif opt.name == "sm_allow_network":
-            s.allow_network = bool(value)
-        elif opt.name == "sm_aws_region":
-            text = str(value).strip()
-            if text.lower() == "none":
-                s.set_region_env = False
-            elif re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", text):
-                s.region = text
-            else:
-                raise pytest.UsageError(f"--sm-aws-region {value!r}: expected a region like us-east-1, or none")
-        elif opt.name == "sm_hyperparameter_value_limit":
-            try:
-                s.hyperparameter_value_limit = int(value)
-            except ValueError:
-                raise pytest.UsageError(f"--sm-hyperparameter-value-limit {value!r}: expected a number") from None
-            if not 1 <= s.hyperparameter_value_limit <= 2500:
-                raise pytest.UsageError(f"--sm-hyperparameter-value-limit {value}: between 1 and 2500")
-        elif opt.name == "sm_gpus":
-            from .platform.gpu import GPU_MODES
-
-            s.gpus = str(value).strip().lower()
-            if s.gpus not in GPU_MODES:
-                raise pytest.UsageError(f"--sm-gpus {value}: expected one of {', '.join(GPU_MODES)}")
-        elif opt.name == "sm_gpu_probe":
-            if not str(value).strip():
-                raise pytest.UsageError(
-                    "--sm-gpu-probe: empty command; e.g. --sm-gpu-probe 'python -c \"import torch\"'"
-                )
-            s.gpu_probe = str(value)
-        if source is not None and opt.name in by_name:
-            s.sources[opt.name] = source
-    return s
+        parsed = opt.parse(opt, value)
+        if isinstance(opt.attr, tuple):
+            for attr, part in zip(opt.attr, parsed, strict=True):
+                setattr(settings, attr, part)
+        else:
+            setattr(settings, opt.attr, parsed)
+        settings.given[opt.name] = (value, source)
+    return settings

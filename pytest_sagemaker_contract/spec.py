@@ -15,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .errors import PlatformError
+
 __all__ = [
     "DEFAULT_ROLE_ARN",
     "SIMULATED_FIELDS",
@@ -25,6 +27,7 @@ __all__ = [
     "TrainingJobSpec",
     "load_request",
     "parse_request",
+    "training_instance_types",
     "validate_request",
 ]
 
@@ -52,7 +55,7 @@ SIMULATED_FIELDS = frozenset(
 )
 
 
-class RequestError(ValueError):
+class RequestError(PlatformError, ValueError):
     """A request AWS would reject: the message names the field, the value and the API limit."""
 
 
@@ -124,7 +127,7 @@ class TrainingJobSpec:
 
 @lru_cache(maxsize=1)
 def _request_shape() -> Any:
-    import botocore.session
+    import botocore.session  # lazy: loading botocore and its SageMaker model is slow; read once, on first use
 
     model = botocore.session.get_session().get_service_model("sagemaker")
     return model.operation_model("CreateTrainingJob").input_shape
@@ -226,6 +229,11 @@ def _bounds(meta: Mapping[str, Any], size: int, where: str, unit: str, errors: l
         errors.append(f"{where}: {size} {unit}, the API maximum is {meta['max']}")
 
 
+def training_instance_types() -> list[str]:
+    """Every ResourceConfig.InstanceType the API model accepts."""
+    return list(_request_shape().members["ResourceConfig"].members["InstanceType"].enum)
+
+
 def validate_request(request: Mapping[str, Any]) -> list[str]:
     """Every way `request` breaks the CreateTrainingJob model, one readable line each."""
     errors: list[str] = []
@@ -241,9 +249,15 @@ def load_request(path: str | Path) -> dict[str, Any]:
     """Read a `--cli-input-json` request file."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RequestError(f"job file {p} does not exist") from None
+    except IsADirectoryError:
+        raise RequestError(f"job file {p} is a directory; name the request's JSON file") from None
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"job file {p} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise RequestError(f"job file {p} cannot be read: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise RequestError(f"job file {p} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):

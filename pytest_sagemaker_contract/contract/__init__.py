@@ -1,325 +1,56 @@
 """The built-in contract suite: one check per clause, collected once per `--sm-image`.
 
-Each check is a plain function over public fixtures plus `sm_contract` (the per-image context that
-caches what several checks share: the image's static facts and its default run). The home of a
-clause is one module: `image.py` (static, contract §1 and §8), `invocation.py` (§1, the four
-request shapes), `outputs.py` (§3 and §6).
+The home of a clause is one module, imported here in suite order (importing registers its checks):
+`image.py` (static image checks), `invocation.py` (the request shapes), `outputs.py` (the model and
+output archives), `stopping.py` (SIGTERM, MaxRuntime, checkpoints), `cluster.py` (input modes, hosts,
+isolation), `gpu.py` (GPU visibility). `suite.py` holds the registry, the nodes and `sm_contract`.
 """
 
 from __future__ import annotations
 
-import shlex
-import threading
-import warnings
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+# Registration by import, in suite order (isort must not sort these).
+from . import image  # isort: split
 
-import pytest
+from . import invocation  # isort: split
+
+from . import outputs  # isort: split
+
+from . import stopping  # isort: split
+
+from . import cluster  # isort: split
+
+from . import gpu  # isort: split
+
+from .suite import (
+    CHECKS,
+    NOTE_KEY,
+    Check,
+    CheckNote,
+    ContractContext,
+    ContractItem,
+    ContractModule,
+    SageMakerContractWarning,
+    Suite,
+    check,
+    sm_contract,
+)
 
 __all__ = [
     "CHECKS",
+    "NOTE_KEY",
     "Check",
     "CheckNote",
     "ContractContext",
     "ContractItem",
     "ContractModule",
     "SageMakerContractWarning",
+    "Suite",
     "check",
+    "cluster",
+    "gpu",
+    "image",
+    "invocation",
+    "outputs",
+    "sm_contract",
+    "stopping",
 ]
-
-
-class SageMakerContractWarning(UserWarning):
-    """A clause that passes on SageMaker today but leans on behaviour AWS reserves the right to change."""
-
-
-@dataclass(frozen=True)
-class Check:
-    id: str
-    clause: str
-    summary: str
-    func: Callable[..., None]
-
-
-CHECKS: list[Check] = []
-
-
-def check(check_id: str, clause: str, summary: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Register a contract check; `summary` is what a pass proves (README's check table)."""
-
-    def register(func: Callable[..., None]) -> Callable[..., None]:
-        CHECKS.append(Check(check_id, clause, summary, func))
-        return func
-
-    return register
-
-
-@dataclass
-class CheckNote:
-    """What a check says about itself, whatever its outcome; read by the report."""
-
-    check_id: str
-    clause: str
-    image: str
-    message: str = ""
-    image_id: str = ""
-    log_tail: str = ""
-    log_path: str = ""
-    warnings: list[str] = field(default_factory=list)
-    sections: list[tuple[str, str]] = field(default_factory=list)
-
-
-NOTE_KEY = pytest.StashKey[CheckNote]()
-
-
-class ContractModule(pytest.Module):
-    """The suite for one image: a module node (so module-scoped fixtures work) named after the image."""
-
-    image: str
-
-    @classmethod
-    def for_image(cls, session: pytest.Session, image: str) -> ContractModule:
-        node = cls.from_parent(
-            session,
-            path=Path(__file__),
-            name=f"sagemaker-contract/{image}",
-            nodeid=f"sagemaker-contract/{image}",
-        )
-        node.image = image
-        return node
-
-    def _getobj(self) -> Any:
-        import sys
-
-        return sys.modules[__name__]
-
-    def collect(self) -> list[pytest.Item | pytest.Collector]:
-        _load_checks()
-        return [ContractItem.from_parent(self, name=c.id, callobj=c.func, check=c) for c in CHECKS]
-
-
-class ContractItem(pytest.Function):
-    """One contract check against one image."""
-
-    def __init__(self, *, check: Check, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.check = check
-        image = self.parent.image if isinstance(self.parent, ContractModule) else ""
-        self.stash[NOTE_KEY] = CheckNote(check.id, check.clause, image)
-
-    @classmethod
-    def from_parent(cls, parent: Any, **kwargs: Any) -> ContractItem:
-        item: ContractItem = super().from_parent(parent, **kwargs)
-        return item
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        code = self.check.func.__code__
-        return Path(code.co_filename), code.co_firstlineno - 1, f"{self.parent.name}::{self.name}"  # type: ignore[union-attr]
-
-
-def _load_checks() -> None:
-    if CHECKS:
-        return
-    from . import image, invocation, outputs, stopping  # noqa: F401, I001  (registration by import, in suite order)
-    from . import cluster  # noqa: F401
-    from . import gpu  # noqa: F401
-
-
-# ------------------------------------------------------------------------------------------
-# The per-image context
-
-
-class ContractContext:
-    """What the checks of one image share within one process: facts, the default run, the invocation."""
-
-    def __init__(self, image: str) -> None:
-        self.image = image
-        self._lock = threading.Lock()
-        self._facts: Any = None
-        self._facts_error: str | None = None
-        self._default: Any = None
-
-    def facts(self, platform: Any) -> Any:
-        from ..inspect import read_image
-
-        with self._lock:
-            if self._facts_error is not None:
-                pytest.fail(self._facts_error, pytrace=False)
-            if self._facts is None:
-                try:
-                    platform.engine.image(self.image)
-                    self._facts = read_image(platform.engine.client, self.image)
-                except Exception as exc:
-                    self._facts_error = f"cannot inspect {self.image}: {exc}"
-                    pytest.fail(self._facts_error, pytrace=False)
-            return self._facts
-
-    def default_result(self, run: Callable[[], Any]) -> Any:
-        with self._lock:
-            if self._default is None:
-                self._default = run()
-            return self._default
-
-
-def invocation_for(
-    facts: Any, spec_entrypoint: tuple[str, ...] | None, spec_arguments: tuple[str, ...] | None
-) -> dict[str, Any]:
-    """The ContainerEntrypoint/ContainerArguments each SM-RUN shape uses (README: "How the values are derived").
-
-    The job file's own values win; otherwise they are derived from the image so that every shape
-    should train exactly as `docker run IMAGE train` does.
-    """
-    image_ep = tuple(facts.entrypoint or ())
-    derived_ep: tuple[str, ...] = (*image_ep, "train") if image_ep else ("train",)
-    entrypoint_only = spec_entrypoint or derived_ep
-    arguments_only = spec_arguments or ("train",)
-    if spec_entrypoint and spec_arguments:
-        both: tuple[tuple[str, ...], tuple[str, ...]] | None = (spec_entrypoint, spec_arguments)
-    elif image_ep:
-        both = (spec_entrypoint or image_ep, spec_arguments or ("train",))
-    elif spec_entrypoint:
-        both = (spec_entrypoint, spec_arguments or ("train",))
-    elif facts.has_shell():
-        both = (("/bin/sh", "-c"), spec_arguments or ("exec train",))
-    else:
-        both = None
-    return {"entrypoint": entrypoint_only, "arguments": arguments_only, "both": both}
-
-
-def external_script(facts: Any) -> str:
-    """The custom_entrypoint.sh SM-RUN-EXTERNAL-SCRIPT delivers through a channel: it runs the image's own command."""
-    image_ep = tuple(facts.entrypoint or ())
-    command = shlex.join((*image_ep, "train")) if image_ep else "train"
-    return f'#!/bin/sh\necho "custom_entrypoint.sh: exec {command}"\nexec {command} "$@"\n'
-
-
-def note(item: pytest.Item) -> CheckNote:
-    return item.stash[NOTE_KEY]
-
-
-def warn(item: pytest.Item, messages: Iterable[str]) -> None:
-    for message in messages:
-        note(item).warnings.append(message)
-        warnings.warn(SageMakerContractWarning(message), stacklevel=2)
-
-
-_CONTEXTS: dict[str, ContractContext] = {}
-_CONTEXTS_LOCK = threading.Lock()
-
-
-def _context(image: str) -> ContractContext:
-    with _CONTEXTS_LOCK:
-        return _CONTEXTS.setdefault(image, ContractContext(image))
-
-
-class Suite:
-    """The `sm_contract` fixture: a check's handle on its image, its runs and its report note."""
-
-    def __init__(self, item: pytest.Item, image: str, factory: Any, platform: Any) -> None:
-        self.item = item
-        self.image = image
-        self.factory = factory
-        self.platform = platform
-        self.context = _context(image)
-        self.note = note(item)
-
-    @property
-    def check_id(self) -> str:
-        return self.note.check_id
-
-    def facts(self) -> Any:
-        facts = self.context.facts(self.platform)
-        self.note.image_id = facts.image_id
-        return facts
-
-    def says(self, message: str) -> None:
-        """The one-line reason shown in the contract table for this check."""
-        self.note.message = message
-
-    def fail(self, message: str, result: Any = None) -> None:
-        self.note.message = message
-        if result is not None:
-            self.attach_logs(result)
-        pytest.fail(f"{self.check_id} ({self.note.clause}): {message}", pytrace=False)
-
-    def skip(self, message: str) -> None:
-        self.note.message = message
-        # Reported at the check's definition (the home of its clause), not inside this helper.
-        raise pytest.skip.Exception(f"{self.check_id}: {message}", _use_item_location=True)
-
-    def attach_logs(self, result: Any) -> None:
-        self.note.log_tail = result.log_tail(30)
-        log_dir = Path(self.platform.workdir) / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        path = log_dir / f"{result.TrainingJobName}.log"
-        path.write_text(result.logs)
-        self.note.log_path = str(path)
-
-    def _name(self) -> str:
-        from ..fixtures import SESSION_KEY
-
-        request = self.item.config.stash[SESSION_KEY].settings.job_request or {}
-        return f"{request.get('TrainingJobName', 'sm-contract')[:30]}-{self.check_id.lower()[3:]}"
-
-    @property
-    def settings(self) -> Any:
-        from ..fixtures import SESSION_KEY
-
-        return self.item.config.stash[SESSION_KEY].settings
-
-    def run(self, **overrides: Any) -> Any:
-        self.facts()
-        overrides.setdefault("name", self._name())
-        return self.factory(self.image, **overrides).run()
-
-    def start(self, **overrides: Any) -> Any:
-        """A running job (CreateTrainingJob returned); the caller stops and waits for it."""
-        self.facts()
-        overrides.setdefault("name", self._name())
-        return self.factory(self.image, **overrides).start()
-
-    def default_run(self) -> Any:
-        """`docker run IMAGE train` with the session's job: run once per image, shared by the checks."""
-        self.facts()
-        return self.context.default_result(
-            lambda: self.factory(
-                self.image,
-                keep_invocation=False,
-                name=self._name().replace(self.check_id.lower()[3:], "run-default"),
-            ).run()
-        )
-
-    def require_default(self) -> Any:
-        """The default run; if it failed, fail this check with a pointer instead of another copy of the cause."""
-        result = self.default_run()
-        if result.TrainingJobStatus != "Completed":
-            self.note.message = "the image cannot train with this job: see SM-RUN-DEFAULT"
-            pytest.fail(
-                f"{self.check_id}: not run — the image cannot train with this job at all "
-                f"(SM-RUN-DEFAULT: {result.FailureReason}); fix that first",
-                pytrace=False,
-            )
-        return result
-
-    def expect_completed(self, result: Any, shape: str) -> None:
-        if result.TrainingJobStatus == "Completed":
-            self.says(f"{shape}: Completed in {result.timeline.training_seconds or 0:.1f} s")
-            return
-        self.fail(
-            f"{shape}: TrainingJobStatus {result.TrainingJobStatus}, FailureReason: {result.FailureReason}. "
-            "SageMaker starts the container this way; the image must train under it "
-            "(see the log tail below)",
-            result,
-        )
-
-
-@pytest.fixture
-def sm_contract(request: pytest.FixtureRequest, sm_image: str, training_job: Any, pytestconfig: pytest.Config) -> Suite:
-    """The contract suite's per-check helper (used by the built-in checks only)."""
-    from ..fixtures import SESSION_KEY
-
-    item = request.node
-    if not isinstance(item, ContractItem):
-        pytest.fail("sm_contract is the built-in suite's fixture; use training_job in your own tests", pytrace=False)
-    return Suite(item, sm_image, training_job, pytestconfig.stash[SESSION_KEY].platform())

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from . import Suite, check
+from .suite import Suite, check
 
 
 def _declared_modes(request: dict[str, Any]) -> list[str]:
@@ -15,8 +16,6 @@ def _declared_modes(request: dict[str, Any]) -> list[str]:
 
 def _with_mode(request: dict[str, Any], mode: str) -> dict[str, Any]:
     """The job with every channel (and the job default) in `mode`."""
-    import copy
-
     req = copy.deepcopy(request)
     req.setdefault("AlgorithmSpecification", {})["TrainingInputMode"] = mode
     for channel in req.get("InputDataConfig") or []:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..gpu_support import plan_skip_reason, session_detection
 from ..platform.gpu import GpuPlan, gpu_plan, parse_smi_list
-from . import Suite, check
+from .suite import Suite, check
 
 #: PID 1 of the probe container: exits at once on SIGTERM so the stop costs no grace period.
 _SLEEPER = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]

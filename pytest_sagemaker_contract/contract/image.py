@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..inspect import STATIC_CHECKS, CheckOutcome
-from . import Suite, check, warn
+from ..image_facts import STATIC_CHECKS, CheckOutcome
+from .suite import Suite, check, warn
 
 _CLAUSES = {
     "SM-IMG-EXEC-FORM": (

@@ -13,16 +13,14 @@ import fnmatch
 import shlex
 from typing import Any
 
-from . import Suite, check, external_script, invocation_for
+from .suite import Suite, check, external_script, invocation_for
 
 SCRIPT_CHANNEL = "entrypoint"
 SCRIPT_NAME = "custom_entrypoint.sh"
 
 
 def expected_model(sm_contract: Suite) -> list[str]:
-    from ..fixtures import SESSION_KEY
-
-    return list(sm_contract.item.config.stash[SESSION_KEY].settings.expect_model)
+    return list(sm_contract.settings.expect_model)
 
 
 def model_problem(files: list[str], globs: list[str]) -> str | None:
@@ -45,9 +43,7 @@ def _run_shape(sm_contract: Suite, shape: str, **invocation: Any) -> None:
 
 
 def _spec_invocation(sm_contract: Suite) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
-    from ..fixtures import SESSION_KEY
-
-    request = sm_contract.item.config.stash[SESSION_KEY].settings.job_request or {}
+    request = sm_contract.settings.job_request or {}
     algo = request.get("AlgorithmSpecification") or {}
     ce = algo.get("ContainerEntrypoint")
     ca = algo.get("ContainerArguments")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import tarfile
 
-from . import Suite, check
 from .invocation import expected_model, model_problem
+from .suite import Suite, check
 
 
 @check(

@@ -14,8 +14,8 @@ import uuid
 from typing import Any
 
 from ..diagnosis import diagnose_kill, process_tree_text
-from . import Suite, check
 from .invocation import expected_model, model_problem
+from .suite import Suite, check
 
 _LONGER = (
     "make the SIGTERM run train longer, e.g. --sm-sigterm-hyperparameter epochs=1000 (used only for the "

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from ..errors import PlatformError
 from .engine import Engine, EngineError, ImageUnavailable
-from .job import DEFAULT_GRACE_S, Timeline, TrainingJob, TrainingJobResult, TrainingPlatform
+from .job import TrainingJob
+from .resources import DEFAULT_GRACE_S, PlatformResources
+from .result import HostResult, Timeline, TrainingJobResult
 from .s3 import S3Server
+from .training_platform import TrainingPlatform
 
 __all__ = [
     "DEFAULT_GRACE_S",
     "Engine",
     "EngineError",
+    "HostResult",
     "ImageUnavailable",
+    "PlatformError",
+    "PlatformResources",
     "S3Server",
     "Timeline",
     "TrainingJob",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from ..errors import PlatformError
 from ..spec import ChannelSpec
 from .s3 import S3Object, S3Server, parse_s3_uri, relative_key
 
@@ -36,7 +37,7 @@ T = TypeVar("T")
 ChannelPart = S3Object | Path | bytes
 
 
-class ChannelError(RuntimeError):
+class ChannelError(PlatformError, RuntimeError):
     """Staging failed the way SageMaker fails a job before the container starts (a ClientError)."""
 
 

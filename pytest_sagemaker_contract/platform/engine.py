@@ -15,6 +15,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import docker
+import docker.errors
+import requests.exceptions
+
+from ..errors import PlatformError
+
 __all__ = ["LABEL", "LABEL_RUN", "ContainerStart", "Engine", "EngineError", "ImageUnavailable", "sigterm_disposition"]
 
 LABEL = "sm-contract"
@@ -22,7 +28,7 @@ LABEL_RUN = "sm-contract.run"
 LABEL_JOB = "sm-contract.job"
 
 
-class EngineError(RuntimeError):
+class EngineError(PlatformError, RuntimeError):
     """The Docker engine is unreachable or refused a request; the message says what to do."""
 
 
@@ -43,8 +49,6 @@ class Engine:
 
     def __init__(self, client: Any = None) -> None:
         if client is None:
-            import docker
-
             try:
                 client = docker.from_env(timeout=300)
                 client.ping()
@@ -66,8 +70,6 @@ class Engine:
             cached = self._images.get(image)
         if cached is not None:
             return cached
-        import docker.errors
-
         try:
             data: dict[str, Any] = self.api.inspect_image(image)
         except docker.errors.ImageNotFound:
@@ -139,8 +141,6 @@ class Engine:
         return str(created["Id"])
 
     def start(self, container_id: str) -> ContainerStart:
-        import docker.errors
-
         try:
             self.api.start(container_id)
         except docker.errors.APIError as exc:
@@ -149,8 +149,6 @@ class Engine:
 
     def wait(self, container_id: str, timeout: float | None) -> int | None:
         """The exit code, or None when `timeout` passed first."""
-        import requests.exceptions
-
         try:
             result = self.api.wait(container_id, timeout=timeout)
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
@@ -163,8 +161,6 @@ class Engine:
 
     def kill(self, container_id: str, signal: str) -> bool:
         """Send `signal` to PID 1; False when the container was no longer running."""
-        import docker.errors
-
         try:
             self.api.kill(container_id, signal=signal)
         except docker.errors.APIError:
@@ -172,8 +168,6 @@ class Engine:
         return True
 
     def top(self, container_id: str) -> list[dict[str, str]]:
-        import docker.errors
-
         try:
             top = self.api.top(container_id, ps_args="-o pid,ppid,args")
         except docker.errors.APIError:
@@ -212,8 +206,6 @@ class Engine:
         return stream
 
     def remove(self, container_id: str) -> None:
-        import docker.errors
-
         try:
             self.api.remove_container(container_id, force=True, v=True)
         except docker.errors.NotFound:
@@ -235,8 +227,6 @@ class Engine:
 
         None when the engine has no bridge (e.g. `dockerd --bridge=none`) or is not on this machine.
         """
-        import docker.errors
-
         try:
             config = self.api.inspect_network("bridge")["IPAM"]["Config"] or []
         except (docker.errors.DockerException, KeyError, TypeError):
@@ -265,8 +255,6 @@ class Engine:
         return str(created["Id"])
 
     def remove_network(self, network_id: str) -> None:
-        import docker.errors
-
         with contextlib.suppress(docker.errors.NotFound):
             self.api.remove_network(network_id)
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import docker.types
+
 __all__ = [
     "CDI_DIRS",
     "DRIVER_DIRS",
@@ -308,8 +310,6 @@ def gpu_plan(instance_type: str, mode: str, detection: GpuDetection) -> GpuPlan:
     host = detection.host_gpus
     given = min(wanted, host) if host else wanted
     note = _capped(instance_type, wanted, given)
-    import docker.types
-
     if detection.nvidia_runtime:
         request = docker.types.DeviceRequest(driver="nvidia", count=given, capabilities=[["gpu"]])
     else:

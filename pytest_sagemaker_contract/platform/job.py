@@ -1,25 +1,24 @@
-"""One training job across N hosts: stage, start, stop, wait, export — and the result SageMaker would report."""
+"""One training job across N hosts, start to end: stage, start, stop, wait, collect.
+
+The result model and its verdict rules are in `result.py`, log capture in `logs.py`, archive packing
+in `artifacts.py`, the session's shared resources in `resources.py`; this module is the lifecycle
+that drives them.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import filecmp
-import io
-import os
 import re
 import shutil
-import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
 
 from ..spec import TrainingJobSpec
-from . import gpu
+from .artifacts import list_files, modified_inputs, pack_and_upload
 from .channels import (
     ChannelError,
     StagedChannel,
@@ -29,7 +28,8 @@ from .channels import (
     stage_local,
 )
 from .checkpoints import CheckpointSync
-from .engine import LABEL_JOB, LABEL_RUN, Engine, EngineError
+from .engine import LABEL_JOB, LABEL_RUN, EngineError
+from .gpu import gpu_plan
 from .layout import (
     Host,
     HostLayout,
@@ -39,201 +39,12 @@ from .layout import (
     s3_client_environment,
     training_job_arn,
 )
+from .logs import LogBuffer
 from .pipes import PipeFeeder, PipeOptions, pipe_feeder
-from .s3 import S3Server
+from .resources import DEFAULT_GRACE_S, PlatformResources
+from .result import HostResult, Timeline, TrainingJobResult, decide_verdict
 
-__all__ = [
-    "DEFAULT_GRACE_S",
-    "HostResult",
-    "Timeline",
-    "TrainingJob",
-    "TrainingJobResult",
-    "TrainingPlatform",
-]
-
-#: StopTrainingJob and MaxRuntimeInSeconds behave like `docker stop -t 120` (contract.md §5).
-DEFAULT_GRACE_S = 120.0
-OOM_REASON = (
-    "OutOfMemoryError: Please use an instance type with more memory, or reduce the size of job data "
-    "processed on an instance."
-)
-LogSink = Callable[[str, str], None]
-#: DescribeTrainingJob's FailureReason holds at most 1024 characters.
-MAX_FAILURE_REASON = 1024
-
-
-@dataclass
-class Timeline:
-    """Wall-clock epoch seconds, comparable with `docker events`."""
-
-    created: float | None = None
-    started: float | None = None
-    sigterm_sent: float | None = None
-    sigkill_sent: float | None = None
-    exited: float | None = None
-    finished: float | None = None
-    process_tree: list[dict[str, str]] = field(default_factory=list)
-    #: PID 1's SIGTERM disposition when SIGTERM was sent: "caught", "ignored", "default" or None (unknown).
-    pid1_sigterm: str | None = None
-    #: The process tree just before SIGKILL (empty when the container exited within the grace).
-    process_tree_at_kill: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def seconds_to_exit_after_sigterm(self) -> float | None:
-        if self.sigterm_sent is None or self.exited is None:
-            return None
-        return max(0.0, self.exited - self.sigterm_sent)
-
-    @property
-    def training_seconds(self) -> float | None:
-        if self.started is None or self.exited is None:
-            return None
-        return self.exited - self.started
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "created": self.created,
-            "started": self.started,
-            "sigterm_sent": self.sigterm_sent,
-            "sigkill_sent": self.sigkill_sent,
-            "exited": self.exited,
-            "finished": self.finished,
-            "seconds_to_exit_after_sigterm": self.seconds_to_exit_after_sigterm,
-            "process_tree": self.process_tree,
-            "pid1_sigterm": self.pid1_sigterm,
-            "process_tree_at_kill": self.process_tree_at_kill,
-        }
-
-
-@dataclass
-class HostResult:
-    host: str
-    container_id: str | None
-    exit_code: int | None
-    oom_killed: bool = False
-    killed: bool = False
-    start_error: str | None = None
-    failure_text: str | None = None
-    model_files: list[str] = field(default_factory=list)
-    output_files: list[str] = field(default_factory=list)
-    channels: list[StagedChannel] = field(default_factory=list)
-
-
-@dataclass
-class TrainingJobResult:
-    """What DescribeTrainingJob would say about the finished job, plus local conveniences."""
-
-    TrainingJobName: str
-    TrainingJobArn: str
-    TrainingJobStatus: str
-    SecondaryStatus: str
-    FailureReason: str | None
-    ModelArtifacts: dict[str, str]
-    exit_code: int | None
-    hosts: list[HostResult]
-    logs: str
-    timeline: Timeline
-    model_files: list[str]
-    output_files: list[str]
-    output_data_uri: str | None
-    model_clashes: list[str]
-    not_simulated: tuple[str, ...]
-    #: Checkpoint files restored into the container before it started (a resumed job sees these).
-    checkpoints_restored: list[str]
-    #: Log lines printed after SIGTERM was sent (what the handler said, if anything).
-    logs_after_sigterm: list[str]
-    #: Things the platform noticed that SageMaker would not have shown (e.g. a local input modified in place).
-    job_dir: Path | None
-    s3: S3Server = field(repr=False)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def completed(self) -> bool:
-        return self.TrainingJobStatus == "Completed"
-
-    @property
-    def killed(self) -> bool:
-        """True when some host was still running at the end of the grace period and got SIGKILL."""
-        return any(h.killed for h in self.hosts)
-
-    def describe(self) -> dict[str, Any]:
-        """The DescribeTrainingJob-shaped view (the fields the local platform knows)."""
-        out: dict[str, Any] = {
-            "TrainingJobName": self.TrainingJobName,
-            "TrainingJobArn": self.TrainingJobArn,
-            "TrainingJobStatus": self.TrainingJobStatus,
-            "SecondaryStatus": self.SecondaryStatus,
-            "ModelArtifacts": dict(self.ModelArtifacts),
-        }
-        if self.FailureReason is not None:
-            out["FailureReason"] = self.FailureReason
-        if self.timeline.started is not None:
-            out["TrainingStartTime"] = self.timeline.started
-        if self.timeline.exited is not None:
-            out["TrainingEndTime"] = self.timeline.exited
-        return out
-
-    def log_tail(self, lines: int = 20) -> str:
-        return "\n".join(self.logs.splitlines()[-lines:])
-
-    def model_tar(self) -> bytes:
-        """model.tar.gz as uploaded to S3."""
-        return self.s3.get_bytes(self.ModelArtifacts["S3ModelArtifacts"])
-
-    def extract_model(self, dest: str | os.PathLike[str]) -> Path:
-        """Download model.tar.gz from the platform's S3 and unpack it into `dest`."""
-        target = Path(dest)
-        target.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(self.model_tar()), mode="r:gz") as tar:
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(target, filter="data")
-            else:  # Python < 3.10.12 has no extraction filters; the archive is the platform's own
-                tar.extractall(target)
-        return target
-
-
-class _LogBuffer:
-    """Lines from every host, in arrival order, waitable by regex."""
-
-    def __init__(self, multi_host: bool, sink: LogSink | None) -> None:
-        self._lines: list[str] = []
-        self._times: list[float] = []
-        self._cond = threading.Condition()
-        self._multi = multi_host
-        self._sink = sink
-
-    def add(self, host: str, line: str) -> None:
-        text = f"[{host}] {line}" if self._multi else line
-        with self._cond:
-            self._lines.append(text)
-            self._times.append(time.time())
-            self._cond.notify_all()
-        if self._sink is not None:
-            self._sink(host, line)
-
-    def text(self) -> str:
-        with self._cond:
-            return "\n".join(self._lines)
-
-    def since(self, when: float) -> list[str]:
-        """Lines that arrived at or after `when` (epoch seconds)."""
-        with self._cond:
-            return [line for line, t in zip(self._lines, self._times, strict=True) if t >= when]
-
-    def wait_for(self, pattern: re.Pattern[str], timeout: float, done: threading.Event) -> re.Match[str] | None:
-        deadline = time.monotonic() + timeout
-        seen = 0
-        with self._cond:
-            while True:
-                for line in self._lines[seen:]:
-                    match = pattern.search(line)
-                    if match:
-                        return match
-                seen = len(self._lines)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or done.is_set():
-                    return None
-                self._cond.wait(min(remaining, 0.25))
+__all__ = ["DEFAULT_GRACE_S", "TrainingJob"]
 
 
 class _HostRun:
@@ -260,7 +71,7 @@ class TrainingJob:
 
     def __init__(
         self,
-        platform: TrainingPlatform,
+        platform: PlatformResources,
         spec: TrainingJobSpec,
         local_channels: Mapping[str, Path] | None = None,
         gpus: str | None = None,
@@ -286,7 +97,7 @@ class TrainingJob:
             )
             for i, h in enumerate(hosts)
         ]
-        self._logs = _LogBuffer(len(hosts) > 1, platform.log_sink)
+        self._logs = LogBuffer(len(hosts) > 1, platform.log_sink)
         self._done = threading.Event()
         self._stop_lock = threading.Lock()
         self._stop_reason: str | None = None
@@ -297,6 +108,25 @@ class TrainingJob:
         self._kill_timer: threading.Timer | None = None
         self._failure: tuple[str, int | None] | None = None
         self._checkpoints: list[CheckpointSync] = []
+
+    @classmethod
+    def launch(
+        cls,
+        platform: PlatformResources,
+        spec: TrainingJobSpec,
+        local_channels: Mapping[str, Path] | None = None,
+        gpus: str | None = None,
+    ) -> TrainingJob:
+        """CreateTrainingJob on `platform`: returns once every host's container has started (or failed to)."""
+        job = cls(platform, spec, local_channels, gpus)
+        try:
+            job._launch()
+        except BaseException:
+            job._finish()
+            raise
+        job._supervisor = threading.Thread(target=job._supervise, name=f"sm-job-{spec.name}", daemon=True)
+        job._supervisor.start()
+        return job
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -330,7 +160,7 @@ class TrainingJob:
                 labels={**labels, "sm-contract.host": run.host.name},
                 network=network,
                 aliases=(run.host.name,),
-                extra=gpu.gpu_plan(run.host.instance_type, self.gpus, self.platform.gpu_detection()).host_config,
+                extra=gpu_plan(run.host.instance_type, self.gpus, self.platform.gpu_detection()).host_config,
             )
 
         pool = self.platform.pool
@@ -520,33 +350,38 @@ class TrainingJob:
                     killed=run.killed,
                     start_error=run.start_error,
                     failure_text=run.layout.failure_text(),
-                    model_files=_files(run.layout.model),
-                    output_files=_files(run.layout.output_data),
+                    model_files=list_files(run.layout.model),
+                    output_files=list_files(run.layout.output_data),
                     channels=run.channels,
                 )
             )
         self.secondary_status = "Uploading"
-        clashes: list[str] = []
-        model_files = _pack_and_upload(s3, [r.layout.model for r in self._hosts], model_uri, clashes)
+        model = pack_and_upload(s3, [r.layout.model for r in self._hosts], model_uri, always=True)
         output_uri: str | None = f"{base}/output.tar.gz"
-        output_files = _pack_and_upload(s3, [r.layout.output_data for r in self._hosts], output_uri or "", [])
-        if not output_files:
+        output = pack_and_upload(s3, [r.layout.output_data for r in self._hosts], f"{base}/output.tar.gz")
+        if not output.files:
             output_uri = None
         for future in removals:
             with contextlib.suppress(Exception):
                 future.result()
         if self._network_id is not None and not self.platform.keep:
             self.platform.engine.remove_network(self._network_id)
-        status, secondary, reason, exit_code = self._verdict(host_results, oom)
+        verdict = decide_verdict(
+            host_results,
+            client_error=self._client_error,
+            first_failure=self._failure[0] if self._failure is not None else None,
+            stop_reason=self._stop_reason,
+            oom=oom,
+        )
         warnings = []
         if self._fingerprints:
-            changed = sorted(p for p, (size, mtime) in self._fingerprints.items() if _fingerprint(p) != (size, mtime))
+            changed = modified_inputs(self._fingerprints)
             if changed:
                 warnings.append(
                     f"the container modified {len(changed)} input file(s) in place ({', '.join(changed[:3])}); "
                     "a local File-mode channel shares its files with your source directory (hard links)"
                 )
-        self.secondary_status = secondary
+        self.secondary_status = verdict.SecondaryStatus
         logs = self._logs.text()
         if self.platform.keep:
             job_dir: Path | None = self.job_dir
@@ -557,18 +392,18 @@ class TrainingJob:
         return TrainingJobResult(
             TrainingJobName=spec.name,
             TrainingJobArn=self.arn,
-            TrainingJobStatus=status,
-            SecondaryStatus=secondary,
-            FailureReason=reason,
+            TrainingJobStatus=verdict.TrainingJobStatus,
+            SecondaryStatus=verdict.SecondaryStatus,
+            FailureReason=verdict.FailureReason,
             ModelArtifacts={"S3ModelArtifacts": model_uri},
-            exit_code=exit_code,
+            exit_code=verdict.exit_code,
             hosts=host_results,
             logs=logs,
             timeline=self.timeline,
-            model_files=model_files,
-            output_files=output_files,
+            model_files=model.files,
+            output_files=output.files,
             output_data_uri=output_uri,
-            model_clashes=clashes,
+            model_clashes=model.clashes,
             not_simulated=spec.not_simulated,
             checkpoints_restored=sorted({f for s in self._checkpoints for f in s.restored}),
             logs_after_sigterm=self._logs.since(self.timeline.sigterm_sent) if self.timeline.sigterm_sent else [],
@@ -576,34 +411,6 @@ class TrainingJob:
             job_dir=job_dir,
             s3=s3,
         )
-
-    def _verdict(self, hosts: list[HostResult], oom: bool) -> tuple[str, str, str | None, int | None]:
-        """TrainingJobStatus, SecondaryStatus, FailureReason and the exit code that decided them (§5, §6)."""
-        if self._client_error is not None:
-            return "Failed", "Failed", self._client_error, None
-        failed: HostResult | None
-        if self._failure is not None:
-            failed = next(h for h in hosts if h.host == self._failure[0])
-        else:
-            failed = next((h for h in hosts if h.exit_code not in (0, None)), None)
-        if self._stop_reason is not None:
-            code = next((h.exit_code for h in hosts if h.exit_code not in (0, None)), hosts[0].exit_code)
-            return "Stopped", self._stop_reason, None, code
-        if failed is None:
-            return "Completed", "Completed", None, 0
-        code = failed.exit_code
-        if oom and code == 137:
-            reason = OOM_REASON
-        elif failed.start_error is not None:
-            reason = f"AlgorithmError: CannotStartContainerError: {failed.start_error}, exit code: {code}"
-        else:
-            text = (failed.failure_text or "").strip() or "See job logs for more information"
-            suffix = f", exit code: {code}"
-            room = MAX_FAILURE_REASON - len("AlgorithmError: ") - len(suffix) - (20 if len(hosts) > 1 else 0)
-            reason = f"AlgorithmError: {text[:room]}{suffix}"
-        if len(hosts) > 1:
-            reason = f"{reason} (host {failed.host})"
-        return "Failed", "Failed", reason, code
 
     # -- public ---------------------------------------------------------------------------
 
@@ -689,147 +496,3 @@ class TrainingJob:
         if not self._done.is_set():
             self.stop(grace=min(self.platform.grace_s, 10.0))
         self._done.wait()
-
-
-class TrainingPlatform:
-    """The local SageMaker training platform: an engine, an S3, a work directory, one run id."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        s3: S3Server,
-        workdir: Path,
-        *,
-        run_id: str | None = None,
-        region: str = "us-east-1",
-        set_region_env: bool = True,
-        keep: bool = False,
-        grace_s: float = DEFAULT_GRACE_S,
-        log_sink: LogSink | None = None,
-        checkpoint_sync_s: float = 1.0,
-        default_network: str | None = None,
-        container_s3_endpoint: str | None = None,
-        gpus: str = "auto",
-    ) -> None:
-        self.engine = engine
-        self.s3 = s3
-        self.workdir = workdir
-        self.run_id = run_id or uuid.uuid4().hex[:8]
-        self.region = region
-        self.set_region_env = set_region_env
-        self.keep = keep
-        self.grace_s = grace_s
-        self.log_sink = log_sink
-        self.checkpoint_sync_s = checkpoint_sync_s
-        self.default_network = default_network
-        self.container_s3_endpoint = container_s3_endpoint
-        self.gpus = gpus
-        self._gpu_detection: gpu.GpuDetection | None = None
-        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sm-platform")
-        self._uploaded: set[tuple[str, str]] = set()
-        self._upload_lock = threading.Lock()
-        workdir.mkdir(parents=True, exist_ok=True)
-
-    def gpu_detection(self) -> gpu.GpuDetection:
-        """What this engine and host can give containers in GPUs (read once per platform)."""
-        if self._gpu_detection is None:
-            self._gpu_detection = gpu.detect(self.engine.client.info())
-        return self._gpu_detection
-
-    def upload_once(self, source: Path, uri: str) -> None:
-        """Put a local file or directory under `uri` in the platform's S3, once per (source, uri)."""
-        key = (str(source.resolve()), uri)
-        with self._upload_lock:
-            if key in self._uploaded:
-                return
-            self.s3.upload_path(source, uri)
-            self._uploaded.add(key)
-
-    def start(
-        self, spec: TrainingJobSpec, local_channels: Mapping[str, Path] | None = None, gpus: str | None = None
-    ) -> TrainingJob:
-        """CreateTrainingJob: returns once every host's container has started (or failed to).
-
-        `local_channels` maps channel names to local files or directories that stand in for the channel's
-        S3 data: staged without a copy where the channel's semantics allow (FullyReplicated S3Prefix in
-        File or FastFile mode), else uploaded to the channel's S3 URI first, so the S3 path is exercised.
-        `gpus` (auto|all|none|devices) overrides the platform's GPU mode for this job.
-        """
-        job = TrainingJob(self, spec, local_channels, gpus)
-        try:
-            job._launch()
-        except BaseException:
-            job._finish()
-            raise
-        job._supervisor = threading.Thread(target=job._supervise, name=f"sm-job-{spec.name}", daemon=True)
-        job._supervisor.start()
-        return job
-
-    def run(
-        self, spec: TrainingJobSpec, timeout: float | None = None, local_channels: Mapping[str, Path] | None = None
-    ) -> TrainingJobResult:
-        return self.start(spec, local_channels).wait(timeout)
-
-    def close(self) -> int:
-        """Remove whatever this run left behind (unless keeping); the number of leftovers removed."""
-        removed = 0 if self.keep else self.engine.sweep(self.run_id)
-        self.pool.shutdown(wait=True)
-        return removed
-
-
-def _fingerprint(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns)
-
-
-def _files(root: Path) -> list[str]:
-    out: list[str] = []
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            out.append(Path(dirpath, name).relative_to(root).as_posix())
-    return sorted(out)
-
-
-def _walk_entries(root: Path) -> Iterator[tuple[Path, str]]:
-    for dirpath, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(dirs) + sorted(files):
-            path = Path(dirpath, name)
-            yield path, path.relative_to(root).as_posix()
-
-
-def _pack_and_upload(s3: S3Server, roots: list[Path], uri: str, clashes: list[str]) -> list[str]:
-    """Merge `roots` into one tar.gz at `uri` (the first host wins a clash, which is recorded).
-
-    A clash is a file name two hosts wrote with different contents; identical copies (every host of
-    a data-parallel job saving the same weights) lose nothing and are not reported.
-
-    An empty first root still yields an (empty) model.tar.gz, as SageMaker uploads one; other
-    archives are only written when they hold files.
-    """
-    seen: dict[str, tuple[int, Path]] = {}
-    entries: list[tuple[Path, str]] = []
-    for i, root in enumerate(roots):
-        if not root.is_dir():
-            continue
-        for path, name in _walk_entries(root):
-            if name in seen:
-                first_host, first = seen[name]
-                if first_host != i and not path.is_dir() and not filecmp.cmp(first, path, shallow=False):
-                    clashes.append(name)
-                continue
-            seen[name] = (i, path)
-            entries.append((path, name))
-    files = sorted(name for path, name in entries if not path.is_dir())
-    if not files and not uri.endswith("/model.tar.gz"):
-        return []
-    archive = roots[0].parent / f".{Path(uri).name}"
-    with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
-        for path, name in entries:
-            tar.add(path, arcname=name, recursive=False)
-    s3.upload_file(archive, uri)
-    archive.unlink()
-    return files

@@ -66,7 +66,7 @@ class S3Server:
         self.endpoint_url = ""
 
     def start(self) -> S3Server:
-        from moto.server import ThreadedMotoServer
+        from moto.server import ThreadedMotoServer  # lazy: moto takes seconds to import; only job runs need it
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address=self._host, port=0, verbose=False)
@@ -101,7 +101,7 @@ class S3Server:
         """A boto3 S3 client bound to this server (shared; boto3 clients are thread-safe)."""
         with self._lock:
             if self._client is None:
-                import boto3
+                import boto3  # lazy: boto3 is slow to import; sessions that run no job never need it
                 from botocore.config import Config
 
                 self._client = boto3.session.Session(**self.session_kwargs()).client(
@@ -112,7 +112,7 @@ class S3Server:
             return self._client
 
     def resource(self) -> Any:
-        import boto3
+        import boto3  # lazy: as in client()
 
         return boto3.session.Session(**self.session_kwargs()).resource("s3", endpoint_url=self.endpoint_url)
 
@@ -158,7 +158,7 @@ class S3Server:
         if self._server is None or not self.direct_reads:
             return False
         try:
-            import moto.core
+            import moto.core  # lazy: as in start(); optional fast path into moto's internals
             from moto.s3.models import s3_backends
 
             account = moto.core.DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
@@ -187,7 +187,7 @@ class S3Server:
         bucket, key = parse_s3_uri(uri)
         if not key:
             return None
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # lazy: as in client()
 
         try:
             size = self.client().head_object(Bucket=bucket, Key=key)["ContentLength"]

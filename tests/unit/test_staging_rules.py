@@ -122,7 +122,7 @@ def test_with_overrides_never_mutates_base() -> None:
         channel_uris={"train": "s3://b/other", "eval": "s3://b/eval"},
         instance_count=2,
         keep_invocation=False,
-        max_runtime_s=5,
+        max_runtime=5,
         checkpoint_s3_uri="s3://b/ckpt",
     )
     assert base == before
@@ -181,7 +181,7 @@ def test_with_overrides_instance_override_drops_instance_groups() -> None:
 
 
 def test_with_overrides_without_base_is_a_valid_request() -> None:
-    req = with_overrides(None, name="fresh", image="img", max_runtime_s=5, checkpoint_s3_uri="s3://b/c")
+    req = with_overrides(None, name="fresh", image="img", max_runtime=5, checkpoint_s3_uri="s3://b/c")
     spec = parse_request(req)
     assert (spec.name, spec.image, spec.max_runtime_s) == ("fresh", "img", 5)
     assert spec.checkpoint is not None

@@ -21,6 +21,8 @@ from typing import Any
 
 import docker.errors
 
+from .errors import PlatformError
+
 __all__ = [
     "DOCKER_DEFAULT_PATH",
     "INSPECT_LABEL",
@@ -67,7 +69,7 @@ _DRIVER_FIX = (
 )
 
 
-class ImageMissingError(docker.errors.ImageNotFound):  # type: ignore[misc]
+class ImageMissingError(PlatformError, docker.errors.ImageNotFound):  # type: ignore[misc]
     """The image is not on the engine; a plain one-line message instead of docker-py's HTTP detail."""
 
     def __init__(self, image: str) -> None:

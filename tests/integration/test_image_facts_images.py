@@ -9,8 +9,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from pytest_sagemaker_contract import inspect as image_inspect
-from pytest_sagemaker_contract.inspect import STATIC_CHECKS, ImageMissingError, read_image
+from pytest_sagemaker_contract import image_facts as image_inspect
+from pytest_sagemaker_contract.image_facts import STATIC_CHECKS, ImageMissingError, read_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 import build

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
-from pytest_sagemaker_contract.inspect import (
+from pytest_sagemaker_contract.image_facts import (
     DOCKER_DEFAULT_PATH,
     STATIC_CHECKS,
     CheckOutcome,
@@ -482,7 +482,7 @@ def test_static_checks_are_listed_in_order_under_their_ids() -> None:
 
 def test_shell_form_that_execs_a_simple_command_passes_with_a_warning() -> None:
     """`ENTRYPOINT exec python train.py` (Docker's own advice for shell form): PID 1 is python on SageMaker."""
-    from pytest_sagemaker_contract.inspect import ImageFacts
+    from pytest_sagemaker_contract.image_facts import ImageFacts
 
     facts = ImageFacts(
         image="x",

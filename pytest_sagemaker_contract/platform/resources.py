@@ -1,0 +1,82 @@
+"""The session's platform resources, shared by every job it starts."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .engine import Engine
+from .gpu import GpuDetection, detect
+from .logs import LogSink
+from .s3 import S3Server
+
+__all__ = ["DEFAULT_GRACE_S", "PlatformResources"]
+
+#: StopTrainingJob and MaxRuntimeInSeconds behave like `docker stop -t 120` (contract §5).
+DEFAULT_GRACE_S = 120.0
+
+
+class PlatformResources:
+    """What every job of one session shares: the engine, the S3, a work directory, one run id, a thread pool.
+
+    Jobs take these through this public surface; `TrainingPlatform` adds CreateTrainingJob on top.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        s3: S3Server,
+        workdir: Path,
+        *,
+        run_id: str | None = None,
+        region: str = "us-east-1",
+        set_region_env: bool = True,
+        keep: bool = False,
+        grace_s: float = DEFAULT_GRACE_S,
+        log_sink: LogSink | None = None,
+        checkpoint_sync_s: float = 1.0,
+        default_network: str | None = None,
+        container_s3_endpoint: str | None = None,
+        gpus: str = "auto",
+    ) -> None:
+        self.engine = engine
+        self.s3 = s3
+        self.workdir = workdir
+        self.run_id = run_id or uuid.uuid4().hex[:8]
+        self.region = region
+        self.set_region_env = set_region_env
+        self.keep = keep
+        self.grace_s = grace_s
+        self.log_sink = log_sink
+        self.checkpoint_sync_s = checkpoint_sync_s
+        self.default_network = default_network
+        self.container_s3_endpoint = container_s3_endpoint
+        self.gpus = gpus
+        self._gpu_detection: GpuDetection | None = None
+        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sm-platform")
+        self._uploaded: set[tuple[str, str]] = set()
+        self._upload_lock = threading.Lock()
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    def gpu_detection(self) -> GpuDetection:
+        """What this engine and host can give containers in GPUs (read once per platform)."""
+        if self._gpu_detection is None:
+            self._gpu_detection = detect(self.engine.client.info())
+        return self._gpu_detection
+
+    def upload_once(self, source: Path, uri: str) -> None:
+        """Put a local file or directory under `uri` in the platform's S3, once per (source, uri)."""
+        key = (str(source.resolve()), uri)
+        with self._upload_lock:
+            if key in self._uploaded:
+                return
+            self.s3.upload_path(source, uri)
+            self._uploaded.add(key)
+
+    def close(self) -> int:
+        """Remove whatever this run left behind (unless keeping); the number of leftovers removed."""
+        removed = 0 if self.keep else self.engine.sweep(self.run_id)
+        self.pool.shutdown(wait=True)
+        return removed

@@ -1,0 +1,227 @@
+"""What DescribeTrainingJob says about a finished job, and the pure rules that decide it.
+
+`decide_verdict` turns the hosts' exit codes, the stop request and the staging error into
+TrainingJobStatus, SecondaryStatus and FailureReason (contract §5, §6); it needs no engine, so every
+shape of FailureReason is unit-tested.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .channels import StagedChannel
+from .s3 import S3Server
+
+__all__ = [
+    "MAX_FAILURE_REASON",
+    "OOM_REASON",
+    "HostResult",
+    "Timeline",
+    "TrainingJobResult",
+    "Verdict",
+    "decide_verdict",
+    "failure_reason",
+]
+
+OOM_REASON = (
+    "OutOfMemoryError: Please use an instance type with more memory, or reduce the size of job data "
+    "processed on an instance."
+)
+#: DescribeTrainingJob's FailureReason holds at most 1024 characters.
+MAX_FAILURE_REASON = 1024
+#: Room kept for " (host algo-N)" on a multi-host job's FailureReason.
+_HOST_SUFFIX_ROOM = 20
+
+
+@dataclass
+class Timeline:
+    """Wall-clock epoch seconds, comparable with `docker events`."""
+
+    created: float | None = None
+    started: float | None = None
+    sigterm_sent: float | None = None
+    sigkill_sent: float | None = None
+    exited: float | None = None
+    finished: float | None = None
+    process_tree: list[dict[str, str]] = field(default_factory=list)
+    #: PID 1's SIGTERM disposition when SIGTERM was sent: "caught", "ignored", "default" or None (unknown).
+    pid1_sigterm: str | None = None
+    #: The process tree just before SIGKILL (empty when the container exited within the grace).
+    process_tree_at_kill: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def seconds_to_exit_after_sigterm(self) -> float | None:
+        if self.sigterm_sent is None or self.exited is None:
+            return None
+        return max(0.0, self.exited - self.sigterm_sent)
+
+    @property
+    def training_seconds(self) -> float | None:
+        if self.started is None or self.exited is None:
+            return None
+        return self.exited - self.started
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "started": self.started,
+            "sigterm_sent": self.sigterm_sent,
+            "sigkill_sent": self.sigkill_sent,
+            "exited": self.exited,
+            "finished": self.finished,
+            "seconds_to_exit_after_sigterm": self.seconds_to_exit_after_sigterm,
+            "process_tree": self.process_tree,
+            "pid1_sigterm": self.pid1_sigterm,
+            "process_tree_at_kill": self.process_tree_at_kill,
+        }
+
+
+@dataclass
+class HostResult:
+    host: str
+    container_id: str | None
+    exit_code: int | None
+    oom_killed: bool = False
+    killed: bool = False
+    start_error: str | None = None
+    failure_text: str | None = None
+    model_files: list[str] = field(default_factory=list)
+    output_files: list[str] = field(default_factory=list)
+    channels: list[StagedChannel] = field(default_factory=list)
+
+
+@dataclass
+class TrainingJobResult:
+    """What DescribeTrainingJob would say about the finished job, plus local conveniences."""
+
+    TrainingJobName: str
+    TrainingJobArn: str
+    TrainingJobStatus: str
+    SecondaryStatus: str
+    FailureReason: str | None
+    ModelArtifacts: dict[str, str]
+    exit_code: int | None
+    hosts: list[HostResult]
+    logs: str
+    timeline: Timeline
+    model_files: list[str]
+    output_files: list[str]
+    output_data_uri: str | None
+    model_clashes: list[str]
+    not_simulated: tuple[str, ...]
+    #: Checkpoint files restored into the container before it started (a resumed job sees these).
+    checkpoints_restored: list[str]
+    #: Log lines printed after SIGTERM was sent (what the handler said, if anything).
+    logs_after_sigterm: list[str]
+    #: Things the platform noticed that SageMaker would not have shown (e.g. a local input modified in place).
+    job_dir: Path | None
+    s3: S3Server = field(repr=False)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def completed(self) -> bool:
+        return self.TrainingJobStatus == "Completed"
+
+    @property
+    def killed(self) -> bool:
+        """True when some host was still running at the end of the grace period and got SIGKILL."""
+        return any(h.killed for h in self.hosts)
+
+    def describe(self) -> dict[str, Any]:
+        """The DescribeTrainingJob-shaped view (the fields the local platform knows)."""
+        out: dict[str, Any] = {
+            "TrainingJobName": self.TrainingJobName,
+            "TrainingJobArn": self.TrainingJobArn,
+            "TrainingJobStatus": self.TrainingJobStatus,
+            "SecondaryStatus": self.SecondaryStatus,
+            "ModelArtifacts": dict(self.ModelArtifacts),
+        }
+        if self.FailureReason is not None:
+            out["FailureReason"] = self.FailureReason
+        if self.timeline.started is not None:
+            out["TrainingStartTime"] = self.timeline.started
+        if self.timeline.exited is not None:
+            out["TrainingEndTime"] = self.timeline.exited
+        return out
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.logs.splitlines()[-lines:])
+
+    def model_tar(self) -> bytes:
+        """model.tar.gz as uploaded to S3."""
+        return self.s3.get_bytes(self.ModelArtifacts["S3ModelArtifacts"])
+
+    def extract_model(self, dest: str | os.PathLike[str]) -> Path:
+        """Download model.tar.gz from the platform's S3 and unpack it into `dest`."""
+        target = Path(dest)
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(self.model_tar()), mode="r:gz") as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(target, filter="data")
+            else:  # Python < 3.10.12 has no extraction filters; the archive is the platform's own
+                tar.extractall(target)
+        return target
+
+
+@dataclass(frozen=True)
+class Verdict:
+    TrainingJobStatus: str
+    SecondaryStatus: str
+    FailureReason: str | None
+    #: The exit code that decided the verdict (None when no container decided it).
+    exit_code: int | None
+
+
+def failure_reason(failed: HostResult, host_count: int, oom: bool) -> str:
+    """FailureReason for a failed host: OOM, a container that could not start, or /opt/ml/output/failure.
+
+    The failure file's text is cut so the whole reason, exit code (and host) included, fits in 1024
+    characters: the part a user needs most, the exit code, is never the part that is lost.
+    """
+    code = failed.exit_code
+    if oom and code == 137:
+        reason = OOM_REASON
+    elif failed.start_error is not None:
+        reason = f"AlgorithmError: CannotStartContainerError: {failed.start_error}, exit code: {code}"
+    else:
+        text = (failed.failure_text or "").strip() or "See job logs for more information"
+        suffix = f", exit code: {code}"
+        room = MAX_FAILURE_REASON - len("AlgorithmError: ") - len(suffix) - (_HOST_SUFFIX_ROOM if host_count > 1 else 0)
+        reason = f"AlgorithmError: {text[:room]}{suffix}"
+    if host_count > 1:
+        reason = f"{reason} (host {failed.host})"
+    return reason
+
+
+def decide_verdict(
+    hosts: Sequence[HostResult],
+    *,
+    client_error: str | None = None,
+    first_failure: str | None = None,
+    stop_reason: str | None = None,
+    oom: bool = False,
+) -> Verdict:
+    """The job's status from its hosts, in SageMaker's precedence.
+
+    A staging error (ClientError) fails the job before any container ran. A stop (StopTrainingJob or
+    MaxRuntimeExceeded) wins over the exit codes it caused: the job is Stopped, whatever the
+    containers returned. Otherwise the first host to fail (`first_failure`, else the first non-zero
+    exit) decides FailureReason; all hosts at 0 is Completed.
+    """
+    if client_error is not None:
+        return Verdict("Failed", "Failed", client_error, None)
+    if stop_reason is not None:
+        code = next((h.exit_code for h in hosts if h.exit_code not in (0, None)), hosts[0].exit_code if hosts else None)
+        return Verdict("Stopped", stop_reason, None, code)
+    failed = next((h for h in hosts if h.host == first_failure), None) if first_failure is not None else None
+    if failed is None:
+        failed = next((h for h in hosts if h.exit_code not in (0, None)), None)
+    if failed is None:
+        return Verdict("Completed", "Completed", None, 0)
+    return Verdict("Failed", "Failed", failure_reason(failed, len(hosts), oom), failed.exit_code)

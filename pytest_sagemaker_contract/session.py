@@ -1,0 +1,112 @@
+"""The state one pytest process (or xdist worker) shares, and the stash keys that reach it.
+
+Every plugin module imports this one at the top and nothing here imports them back: the hooks, the
+fixtures, the built-in suite, GPU support and the report all find the session through
+`session_of(config)`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .jobs import local_channel_uri
+from .platform import Engine, EngineError, S3Server, TrainingPlatform
+from .settings import Settings
+
+__all__ = ["SESSION_KEY", "SUITE_IMAGE_KEY", "SageMakerSession", "session_of", "suite_image"]
+
+SESSION_KEY = pytest.StashKey["SageMakerSession"]()
+#: Set on the built-in suite's collector node: the image that suite checks (read by the `sm_image` fixture).
+SUITE_IMAGE_KEY = pytest.StashKey[str]()
+
+
+class SageMakerSession:
+    """Everything one pytest process (or xdist worker) shares: settings, and a platform started on first use."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+        base = os.environ.get("SM_CONTRACT_RUN_ID") or os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8]
+        self.run_id = "-".join(p for p in (base, worker) if p) or os.urandom(4).hex()
+        self._platform: TrainingPlatform | None = None
+        self._error: str | None = None
+        self._lock = threading.Lock()
+        self.kept: list[Path] = []
+
+    def platform(self) -> TrainingPlatform:
+        with self._lock:
+            if self._error is not None:
+                pytest.fail(self._error, pytrace=False)
+            if self._platform is None:
+                try:
+                    engine = Engine()
+                except EngineError as exc:
+                    self._error = f"sagemaker-contract: {exc}"
+                    pytest.fail(self._error, pytrace=False)
+                gateway = engine.bridge_gateway()
+                s3 = S3Server(host=gateway or "127.0.0.1").start()
+                workdir = Path(tempfile.mkdtemp(prefix=f"sm-contract-{self.run_id}-"))
+                self._platform = TrainingPlatform(
+                    engine,
+                    s3,
+                    workdir,
+                    run_id=self.run_id,
+                    keep=self.settings.keep,
+                    grace_s=self.settings.grace_s,
+                    default_network=None if gateway else "none",
+                    container_s3_endpoint=s3.endpoint_url if gateway else None,
+                    gpus=self.settings.gpus,
+                    region=self.settings.region,
+                    set_region_env=self.settings.set_region_env,
+                )
+            return self._platform
+
+    @property
+    def started(self) -> bool:
+        return self._platform is not None
+
+    def channel_uri(self, name: str, base: Mapping[str, Any] | None) -> str:
+        """The S3 URI a local channel stands in for: the job's own for that channel, or a generated one.
+
+        Nothing is uploaded here: the platform stages the local data without a copy where the channel's
+        semantics allow, and uploads it to this URI where the S3 path itself matters.
+        """
+        for channel in (base or {}).get("InputDataConfig", []):
+            if channel.get("ChannelName") == name:
+                uri = channel.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri")
+                if uri:
+                    return str(uri)
+        return local_channel_uri(self.platform().run_id, name)
+
+    def close(self) -> None:
+        if self._platform is None:
+            return
+        platform, self._platform = self._platform, None
+        platform.close()
+        platform.s3.stop()
+        if self.settings.keep:
+            self.kept.append(platform.workdir)
+        else:
+            shutil.rmtree(platform.workdir, ignore_errors=True)
+
+
+def session_of(config: pytest.Config) -> SageMakerSession:
+    return config.stash[SESSION_KEY]
+
+
+def suite_image(node: pytest.Item) -> str | None:
+    """The image of the built-in suite `node` belongs to, or None for the user's own tests."""
+    for parent in reversed(node.listchain()):
+        image = parent.stash.get(SUITE_IMAGE_KEY, None)
+        if image is not None:
+            return image
+    return None
