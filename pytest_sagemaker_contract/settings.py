@@ -61,9 +61,9 @@ def _seconds(opt: Option, value: Any) -> float:
         raise pytest.UsageError(f"{opt.flag} {value!r}: expected a number of seconds") from None
     if not math.isfinite(seconds) or seconds <= 0:
         raise pytest.UsageError(f"{opt.flag} {value}: must be a positive, finite number of seconds")
-    if seconds > 7 * 24 * 3600:
+    if seconds > _MAX_SECONDS:
         raise pytest.UsageError(
-            f"{opt.flag} {value}: at most 604800 seconds (SageMaker's longest MaxRuntime is 28 days)"
+            f"{opt.flag} {value}: at most {_MAX_SECONDS} s (28 days, SageMaker's longest run)"
         )
     return seconds
 
@@ -134,7 +134,8 @@ def _instance_type(opt: Option, value: Any) -> str:
     text = str(value)
     enum = training_instance_types()
     if text not in enum:
-        close = fnmatch.filter(enum, text.split(".")[0] + ".*")[:5]
+        family = ".".join(text.split(".")[:2])
+        close = fnmatch.filter(enum, family + ".*")[:5] if family.startswith("ml.") else []
         hint = f" (e.g. {', '.join(close)})" if close else " (e.g. ml.m5.large)"
         raise pytest.UsageError(f"{opt.flag} {value}: not a SageMaker training instance type{hint}")
     return text
@@ -441,4 +442,16 @@ def resolve(config: pytest.Config) -> Settings:
         else:
             setattr(settings, opt.attr, parsed)
         settings.given[opt.name] = (value, source)
+    _image_from_job(settings)
     return settings
+
+
+def _image_from_job(settings: Settings) -> None:
+    """`--sm-job` alone checks the job's own TrainingImage, as the user who wrote the job expects."""
+    if settings.images or settings.job_request is None:
+        return
+    image = (settings.job_request.get("AlgorithmSpecification") or {}).get("TrainingImage")
+    if isinstance(image, str) and image.strip():
+        settings.images = [image.strip()]
+        source = f"AlgorithmSpecification.TrainingImage of {settings.job_file}"
+        settings.given = {"sm_image": (image.strip(), source), **settings.given}
