@@ -57,6 +57,7 @@ class RequestOverrides(TypedDict, total=False):
 
 class JobOverrides(_Base, RequestOverrides, total=False):
     """Every keyword of `training_job(image=None, **overrides)` and `@pytest.mark.sagemaker_job(...)`."""
+
     #: Channel name -> local path or s3:// URI.
     channels: Mapping[str, str | os.PathLike[str]]
     #: auto | all | none | devices (--sm-gpus for this job).

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import signal
+import threading
+from collections.abc import Callable, Generator
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -41,6 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
     report = ContractReport(settings.report, is_worker=hasattr(config, "workerinput"))
     config.stash[REPORT_KEY] = report
     config.pluginmanager.register(report, "sagemaker_contract.report")
+    _install_stop_handlers(config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -111,16 +115,71 @@ def _reason(report: pytest.TestReport) -> str:
     return lines[-1].removeprefix("E ").strip() if lines else ""
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     sm = session.config.stash.get(SESSION_KEY, None)
-    if sm is not None:
+    if sm is None:
+        return
+    if exitstatus != pytest.ExitCode.INTERRUPTED:
         sm.close()
+        return
+
+    # One more Ctrl-C ends the short SIGTERM wait; any after it cannot stop the removal.
+    def second_interrupt(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = _install(signal.SIGINT, second_interrupt)
+    try:
+        sm.close(interrupted=True)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+_STOP_SIGNALS = ("SIGTERM", "SIGHUP")
+_PREVIOUS_HANDLERS = pytest.StashKey[dict[int, Any]]()
+
+
+def _as_interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM and SIGHUP of the test process end the session like Ctrl-C: jobs stopped, containers removed."""
+    raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
+
+
+def _install(signum: int, handler: Callable[[int, FrameType | None], None]) -> Any:
+    """Install `handler` where signals can be handled (the main thread); the previous handler, or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signum, handler)
+
+
+def _install_stop_handlers(config: pytest.Config) -> None:
+    previous: dict[int, Any] = {}
+    for name in _STOP_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is None or signal.getsignal(signum) is not signal.SIG_DFL:
+            continue  # someone else (a CI runner, another plugin) handles it: leave theirs in place
+        old = _install(signum, _as_interrupt)
+        if old is not None:
+            previous[signum] = old
+    config.stash[_PREVIOUS_HANDLERS] = previous
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for signum, handler in config.stash.get(_PREVIOUS_HANDLERS, {}).items():
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signum, handler)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     sm = config.stash.get(SESSION_KEY, None)
     if sm is None:
         return
+    if sm.reaped:
+        terminalreporter.write_line(
+            f"sagemaker-contract: removed {len(sm.reaped)} leftover(s) of sessions that died before cleaning up: "
+            + ", ".join(sm.reaped[:5])
+            + (" …" if len(sm.reaped) > 5 else "")
+        )
     for path in sm.kept:
         terminalreporter.write_line(
             f"sagemaker-contract: kept job directories under {path} and containers labelled "

@@ -19,10 +19,13 @@ import pytest
 
 from .jobs import local_channel_uri
 from .platform import Engine, EngineError, S3Server, TrainingPlatform
+from .platform.owner import current_owner, reap_dead_sessions, write_owner_file
 from .settings import Settings
 
-__all__ = ["SESSION_KEY", "SUITE_IMAGE_KEY", "SageMakerSession", "session_of", "suite_image"]
+__all__ = ["LABEL_TAG", "SESSION_KEY", "SUITE_IMAGE_KEY", "SageMakerSession", "session_of", "suite_image"]
 
+#: Containers and networks of a session started with SM_CONTRACT_RUN_ID=<tag> carry this label.
+LABEL_TAG = "sm-contract.tag"
 SESSION_KEY = pytest.StashKey["SageMakerSession"]()
 #: Set on the built-in suite's collector node: the image that suite checks (read by the `sm_image` fixture).
 SUITE_IMAGE_KEY = pytest.StashKey[str]()
@@ -35,8 +38,12 @@ class SageMakerSession:
         self.config = config
         self.settings = settings
         worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-        base = os.environ.get("SM_CONTRACT_RUN_ID") or os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8]
-        self.run_id = "-".join(p for p in (base, worker) if p) or os.urandom(4).hex()
+        #: A label for grouping (tests look for their own leftovers by it); never the key a sweep uses.
+        self.tag = os.environ.get("SM_CONTRACT_RUN_ID", "")
+        base = self.tag or os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8]
+        self.run_id = "-".join(p for p in (base, worker, os.urandom(4).hex()) if p)
+        #: What the session removed at its start that dead sessions had left behind.
+        self.reaped: list[str] = []
         self._platform: TrainingPlatform | None = None
         self._error: str | None = None
         self._lock = threading.Lock()
@@ -52,9 +59,16 @@ class SageMakerSession:
                 except EngineError as exc:
                     self._error = f"sagemaker-contract: {exc}"
                     pytest.fail(self._error, pytrace=False)
+                if not self.settings.keep:  # kept resources carry no owner: only the user removes them
+                    engine.default_labels.update(current_owner().labels())
+                if self.tag:
+                    engine.default_labels[LABEL_TAG] = self.tag
+                self.reaped = reap_dead_sessions(engine)
                 gateway = engine.bridge_gateway()
                 s3 = S3Server(host=gateway or "127.0.0.1").start()
                 workdir = Path(tempfile.mkdtemp(prefix=f"sm-contract-{self.run_id}-"))
+                if not self.settings.keep:
+                    write_owner_file(workdir, current_owner())
                 self._platform = TrainingPlatform(
                     engine,
                     s3,
@@ -87,12 +101,14 @@ class SageMakerSession:
                     return str(uri)
         return local_channel_uri(self.platform().run_id, name)
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> None:
         if self._platform is None:
             return
         platform, self._platform = self._platform, None
-        platform.close()
-        platform.s3.stop()
+        try:
+            platform.close(interrupted)
+        finally:
+            platform.s3.stop()
         if self.settings.keep:
             self.kept.append(platform.workdir)
         else:

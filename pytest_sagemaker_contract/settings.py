@@ -62,9 +62,7 @@ def _seconds(opt: Option, value: Any) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise pytest.UsageError(f"{opt.flag} {value}: must be a positive, finite number of seconds")
     if seconds > _MAX_SECONDS:
-        raise pytest.UsageError(
-            f"{opt.flag} {value}: at most {_MAX_SECONDS} s (28 days, SageMaker's longest run)"
-        )
+        raise pytest.UsageError(f"{opt.flag} {value}: at most {_MAX_SECONDS} s (28 days, SageMaker's longest run)")
     return seconds
 
 

@@ -53,11 +53,11 @@ def example_image(docker_client: docker.DockerClient) -> Callable[[str], str]:
 
 @pytest.fixture
 def no_leftovers(docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Give the test's pytest runs their own run id (SM_CONTRACT_RUN_ID) and assert they left nothing behind."""
+    """Tag the test's pytest runs (SM_CONTRACT_RUN_ID) and assert they left nothing behind."""
     run_id = f"t{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("SM_CONTRACT_RUN_ID", run_id)
     yield run_id
-    labelled = {"label": f"sm-contract.run={run_id}"}
+    labelled = {"label": f"sm-contract.tag={run_id}"}
     assert docker_client.api.containers(all=True, filters=labelled) == [], "containers left behind"
     assert docker_client.api.networks(filters=labelled) == [], "networks left behind"
     assert list(Path(tempfile.gettempdir()).glob(f"sm-contract-{run_id}-*")) == [], "job directories left behind"

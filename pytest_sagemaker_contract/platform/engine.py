@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,8 @@ class Engine:
                 ) from None
         self.client = client
         self.api = client.api
+        #: Put on every container and network this engine creates (the owner's identity, a test's tag).
+        self.default_labels: dict[str, str] = {}
         self._images: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -131,7 +134,7 @@ class Engine:
                 entrypoint=list(entrypoint) if entrypoint is not None else None,
                 command=list(command) if command is not None else None,
                 environment=dict(environment),
-                labels={LABEL: "1", **labels},
+                labels={LABEL: "1", **self.default_labels, **labels},
                 host_config=host_config,
                 networking_config=networking,
                 detach=True,
@@ -249,7 +252,7 @@ class Engine:
             driver="bridge",
             internal=internal,
             options=options,
-            labels={LABEL: "1", **labels},
+            labels={LABEL: "1", **self.default_labels, **labels},
             check_duplicate=True,
         )
         return str(created["Id"])
@@ -259,6 +262,23 @@ class Engine:
             self.api.remove_network(network_id)
 
     # -- cleanup --------------------------------------------------------------------------
+
+    def stop_run(self, run_id: str, grace_s: float) -> None:
+        """SIGTERM every running container of the run, then wait up to `grace_s` in all for them to exit.
+
+        For an interrupted session: the images get their SIGTERM (and may save), without the full
+        grace a StopTrainingJob gives; `sweep` then removes whatever is left.
+        """
+        running = self.api.containers(filters={"label": f"{LABEL_RUN}={run_id}", "status": "running"})
+        for container in running:
+            self.kill(container["Id"], "SIGTERM")
+        deadline = time.monotonic() + grace_s
+        for container in running:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                self.api.wait(container["Id"], timeout=left)
 
     def sweep(self, run_id: str) -> int:
         """Remove every container and network this run created that is still there."""
@@ -271,6 +291,21 @@ class Engine:
             self.remove_network(network["Id"])
             removed += 1
         return removed
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def wait_or_raise(self, container_id: str, timeout: float | None) -> int | None:
+        """Like `wait`, but a container that no longer exists raises docker.errors.NotFound and an engine
+        that cannot be reached raises EngineError, where `wait` reads both as "not yet"."""
+        try:
+            result = self.api.wait(container_id, timeout=timeout)
+        except requests.exceptions.ReadTimeout:
+            return None
+        except requests.exceptions.ConnectionError as exc:
+            if "timed out" in str(exc).lower():  # a read timeout on the unix socket surfaces as this
+                return None
+            raise EngineError(f"the Docker engine stopped answering ({type(exc).__name__}: {exc})") from None
+        return int(result.get("StatusCode", -1))
 
 
 def _is_local_address(address: str) -> bool:

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 from .engine import Engine
 from .gpu import GpuDetection, detect
 from .logs import LogSink
 from .s3 import S3Server
 
-__all__ = ["DEFAULT_GRACE_S", "PlatformResources"]
+__all__ = ["DEFAULT_GRACE_S", "INTERRUPT_GRACE_S", "PlatformResources"]
 
 #: StopTrainingJob and MaxRuntimeInSeconds behave like `docker stop -t 120` (contract §5).
 DEFAULT_GRACE_S = 120.0
+
+
+class RunningJob(Protocol):
+    """What closing needs of a job (TrainingJob, without importing it: jobs depend on this module)."""
+
+    def ended(self, timeout: float | None = None) -> bool: ...
+
+
+#: How long closing waits for a job whose containers were removed to finish its export.
+JOB_END_WAIT_S = 30.0
+#: How long an interrupted session lets its running containers handle SIGTERM before removing them.
+INTERRUPT_GRACE_S = 5.0
 
 
 class PlatformResources:
@@ -58,6 +73,8 @@ class PlatformResources:
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sm-platform")
         self._uploaded: set[tuple[str, str]] = set()
         self._upload_lock = threading.Lock()
+        #: Jobs started on this platform that may still be running (for close()).
+        self.live_jobs: weakref.WeakSet[RunningJob] = weakref.WeakSet()
         workdir.mkdir(parents=True, exist_ok=True)
 
     def gpu_detection(self) -> GpuDetection:
@@ -75,8 +92,19 @@ class PlatformResources:
             self.s3.upload_path(source, uri)
             self._uploaded.add(key)
 
-    def close(self) -> int:
-        """Remove whatever this run left behind (unless keeping); the number of leftovers removed."""
+    def close(self, interrupted: bool = False) -> int:
+        """Remove whatever this run left behind (unless keeping); the number of leftovers removed.
+
+        `interrupted` (Ctrl-C, SIGTERM, SIGHUP of the test process): running containers get SIGTERM and
+        at most `INTERRUPT_GRACE_S` to exit before they are removed, and pending work is cancelled.
+        """
+        if interrupted and not self.keep:
+            # A second Ctrl-C ends the waiting, not the removal.
+            with contextlib.suppress(KeyboardInterrupt):
+                self.engine.stop_run(self.run_id, INTERRUPT_GRACE_S)
         removed = 0 if self.keep else self.engine.sweep(self.run_id)
-        self.pool.shutdown(wait=True)
+        # With their containers gone, the jobs still running finish their export now: before S3 stops.
+        for job in list(self.live_jobs):
+            job.ended(timeout=JOB_END_WAIT_S)
+        self.pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
         return removed

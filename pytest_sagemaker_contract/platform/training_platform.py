@@ -26,7 +26,9 @@ class TrainingPlatform(PlatformResources):
         File or FastFile mode), else uploaded to the channel's S3 URI first, so the S3 path is exercised.
         `gpus` (auto|all|none|devices) overrides the platform's GPU mode for this job.
         """
-        return TrainingJob.launch(self, spec, local_channels, gpus)
+        job = TrainingJob.launch(self, spec, local_channels, gpus)
+        self.live_jobs.add(job)
+        return job
 
     def run(
         self, spec: TrainingJobSpec, timeout: float | None = None, local_channels: Mapping[str, Path] | None = None
