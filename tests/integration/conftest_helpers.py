@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,3 +25,27 @@ def run_checks(
         "-p", "no:cacheprovider", f"--sm-image={image}", f"--sm-report={report}", *args, timeout=600
     )
     return result, outcomes_by_check(json.loads(report.read_text()))
+
+
+def host_gpu_support(client: Any) -> dict[str, list[str]]:
+    """What on this host could give containers NVIDIA GPUs, read here rather than by the code under test.
+
+    `runtime`: a registered `nvidia` runtime (`docker info`); `cdi`: CDI spec files naming nvidia.com/gpu;
+    `devices`: /dev/nvidia<N> nodes. All three are empty on a machine without GPUs.
+    """
+    runtime = ["nvidia"] if "nvidia" in (client.info().get("Runtimes") or {}) else []
+    cdi = []
+    for directory in ("/etc/cdi", "/var/run/cdi"):
+        for path in sorted(Path(directory).glob("*")):
+            try:
+                if "nvidia.com/gpu" in path.read_text(errors="replace"):
+                    cdi.append(str(path))
+            except OSError:
+                continue
+    devices = sorted(f"/dev/{n}" for n in os.listdir("/dev") if re.fullmatch(r"nvidia\d+", n))
+    return {"runtime": runtime, "cdi": cdi, "devices": devices}
+
+
+def auto_gives_gpus(support: dict[str, list[str]]) -> bool:
+    """Whether --sm-gpus auto (the default) gives containers GPUs here: only through the toolkit (runtime or CDI)."""
+    return bool(support["runtime"] or support["cdi"])

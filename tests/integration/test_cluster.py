@@ -64,7 +64,7 @@ def run(platform: TrainingPlatform, image: str, hosts: int, **overrides: Any) ->
     request.update(overrides.pop("request", {}))
     for key, value in overrides.items():
         request[key] = value
-    return platform.run(parse_request(request), timeout=120)
+    return platform.run(parse_request(request), timeout=300)
 
 
 def per_host(result: TrainingJobResult, tag: str) -> dict[str, list[str]]:

@@ -7,7 +7,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
+import docker
 import pytest
+
+from .conftest_helpers import auto_gives_gpus, host_gpu_support
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "tests" / "images"
@@ -50,11 +53,11 @@ LOOP = "trap 'echo bye > /opt/ml/model/m; exit 0' TERM; echo up; while :; do sle
 @pytest.mark.sagemaker_job(entrypoint=["/bin/sh", "-c", LOOP])
 def test_start_stop_and_exec(training_job):
     with training_job().start() as job:
-        assert job.wait_for_log("up", timeout=20)
+        assert job.wait_for_log("up", timeout=60)
         code, out = job.exec(["hostname"])
         assert (code, out.strip()) == (0, "algo-1")
-        job.stop(grace=5)
-        result = job.wait(30)
+        job.stop(grace=30)
+        result = job.wait(120)
     assert (result.TrainingJobStatus, result.SecondaryStatus) == ("Stopped", "Stopped")
     assert result.model_files == ["m"]
 
@@ -62,7 +65,9 @@ def test_start_stop_and_exec(training_job):
 @pytest.mark.sagemaker_gpu
 @pytest.mark.sagemaker_job(instance_type="ml.g5.xlarge")
 def test_needs_a_gpu(training_job):
-    raise AssertionError("must be skipped on a machine without GPUs")
+    # Skipped where no GPU can be given; where one can, the container must see it.
+    result = training_job(entrypoint=["/bin/sh", "-c", "ls -l /dev/nvidia0"]).run()
+    assert result.TrainingJobStatus == "Completed", result.logs
 """
 
 
@@ -71,43 +76,38 @@ def probe(example_image: Callable[[str | Path], str]) -> str:
     return example_image(IMAGES / "cluster-probe")
 
 
-def test_user_tests_with_fixtures_and_markers(pytester: pytest.Pytester, probe: str, no_leftovers: str) -> None:
+def test_user_tests_with_fixtures_and_markers(
+    pytester: pytest.Pytester, probe: str, no_leftovers: str, docker_client: docker.DockerClient
+) -> None:
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--sm-image={probe}", "--sm-no-suite", "-rs")
+    gpus = host_gpu_support(docker_client)
+    if auto_gives_gpus(gpus):  # a GPU host with the NVIDIA toolkit: the GPU test runs, and sees its GPU
+        result.assert_outcomes(passed=5)
+        return
     result.assert_outcomes(passed=4, skipped=1)
-    result.stdout.fnmatch_lines(
-        ["*sagemaker_gpu: ml.g5.xlarge has 1 GPU(s), none can be given here: *GPU checks skipped"]
-    )
+    skipped = "*sagemaker_gpu: ml.g5.xlarge has 1 GPU(s), none can be given here: *"
+    result.stdout.fnmatch_lines([skipped + ("" if any(gpus.values()) else "GPU checks skipped")])
 
 
-def test_marker_typo_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        test_typo="""
-import pytest
-
-@pytest.mark.sagemaker_job(hyperparameter={"epochs": "1"})
-def test_x(training_job):
-    pass
-"""
-    )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sm-image=x", "--sm-no-suite")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*@pytest.mark.sagemaker_job got unknown keyword 'hyperparameter'; valid: *"])
-    assert "Traceback" not in result.stderr.str()
-
-
-def test_markers_are_registered_with_their_signature(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--markers")
-    result.stdout.fnmatch_lines(
-        ["@pytest.mark.sagemaker_job(image, job, name, hyperparameters, *", "@pytest.mark.sagemaker_gpu:*"]
-    )
-
-
-def test_sm_image_skips_without_an_image(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("def test_x(sm_image):\n    pass\n")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs")
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*no image under test: pass --sm-image IMAGE*"])
+#: The suite's checks in suite order, less SM-SIG-* and SM-CKPT-* (deselected below).
+XDIST_CHECKS = (
+    "SM-IMG-EXEC-FORM",
+    "SM-IMG-NO-TINI",
+    "SM-IMG-TRAIN-ON-PATH",
+    "SM-IMG-OPT-ML-EMPTY",
+    "SM-IMG-NO-DRIVER",
+    "SM-RUN-DEFAULT",
+    "SM-RUN-ENTRYPOINT",
+    "SM-RUN-ARGUMENTS",
+    "SM-RUN-BOTH",
+    "SM-RUN-EXTERNAL-SCRIPT",
+    "SM-OUT-MODEL",
+    "SM-DATA-MODES",
+    "SM-HOSTS-MULTI",
+    "SM-NET-ISOLATION",
+    "SM-GPU-VISIBLE",
+)
 
 
 def test_xdist_runs_suite_and_user_tests_and_merges_the_report(
@@ -126,7 +126,6 @@ def test_xdist_runs_suite_and_user_tests_and_merges_the_report(
         f"--junitxml={junit}",
         "--sm-stop-after=1",
         "--sm-grace=5",
-        "--sm-env=SETTLE=3",
         "-k",
         "not SM-SIG and not SM-CKPT",
         timeout=600,
@@ -137,8 +136,10 @@ def test_xdist_runs_suite_and_user_tests_and_merges_the_report(
     data = json.loads(report.read_text())
     assert len(data["images"]) == 1
     ids = [c["id"] for c in data["images"][0]["checks"]]
-    assert len(ids) == len(set(ids)) == 15
-    assert ids[0] == "SM-IMG-EXEC-FORM"
+    # Each check exactly once. The JSON keeps the order the workers finished in, which depends on load;
+    # the table sorts them into suite order, whichever worker ran what and however long it took.
+    assert sorted(ids) == sorted(XDIST_CHECKS)
+    result.stdout.fnmatch_lines(["*SageMaker training contract*", *(f"  {c} *" for c in XDIST_CHECKS)])
     names = {case.get("name") for case in ET.parse(junit).iter("testcase")}
     assert {"SM-RUN-DEFAULT", "test_runs_with_channels_from_a_local_dir"} <= names
 

@@ -1,7 +1,8 @@
 """SM-GPU-VISIBLE on a host without GPUs, and the `devices` wiring on the real engine with stand-in nodes.
 
-This machine has no GPU and no NVIDIA container toolkit, so the check must skip and say what it looked
-for. The wiring test gives a container character devices with the NVIDIA major number (195) made by
+On a host without a GPU or the NVIDIA container toolkit the check must skip and say what it looked for;
+those expectations follow what this host really has (`host_gpu_support`), so the file also holds on a GPU
+host. The wiring test gives a container character devices with the NVIDIA major number (195) made by
 mknod and a fake driver directory: it proves the plan reaches the engine as device passthrough plus a
 read-only driver mount that the container sees at the expected paths, not that a GPU works through
 it — that is tests/device/gpu_check.sh's job on a lent GPU machine.
@@ -23,7 +24,7 @@ from pytest_sagemaker_contract.platform import Engine
 from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 from pytest_sagemaker_contract.platform.gpu import detect, gpu_plan, merge_host_config
 
-from .conftest_helpers import outcomes_by_check
+from .conftest_helpers import host_gpu_support, outcomes_by_check
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"
 
@@ -31,6 +32,11 @@ IMAGES = Path(__file__).resolve().parents[1] / "images"
 @pytest.fixture(scope="module")
 def busybox_image(example_image: Callable[[str | Path], str]) -> str:
     return example_image(IMAGES / "platform-probe")
+
+
+@pytest.fixture(scope="module")
+def gpu_support(docker_client: docker.DockerClient) -> dict[str, list[str]]:
+    return host_gpu_support(docker_client)
 
 
 def run_gpu(pytester: pytest.Pytester, image: str, *args: str) -> tuple[pytest.RunResult, tuple[str, str]]:
@@ -42,21 +48,36 @@ def run_gpu(pytester: pytest.Pytester, image: str, *args: str) -> tuple[pytest.R
 
 
 def test_cpu_instance_type_is_skipped_naming_the_type_and_the_host(
-    pytester: pytest.Pytester, busybox_image: str, no_leftovers: str
+    pytester: pytest.Pytester, busybox_image: str, no_leftovers: str, gpu_support: dict[str, list[str]]
 ) -> None:
     result, (outcome, message) = run_gpu(pytester, busybox_image)
-    result.assert_outcomes(skipped=1)
+    result.assert_outcomes(skipped=1)  # a CPU instance type has no GPUs, whatever this host has
     assert outcome == "skipped"
     assert message.startswith("instance type ml.m5.large has no GPUs; pass --sm-instance-type ml.g5.xlarge")
-    assert "no NVIDIA runtime registered (runtimes: " in message
-    assert "no CDI spec for nvidia.com/gpu in /etc/cdi, /var/run/cdi" in message
-    assert "no /dev/nvidia<N> devices: GPU checks skipped" in message
+    # The host half of the message says what this host has: each part checked against our own reading.
+    if gpu_support["runtime"]:
+        assert "no NVIDIA runtime registered" not in message
+        assert "NVIDIA runtime registered" in message
+    else:
+        assert "no NVIDIA runtime registered (runtimes: " in message
+    if gpu_support["cdi"]:
+        assert "a CDI spec for nvidia.com/gpu" in message
+    else:
+        assert "no CDI spec for nvidia.com/gpu in /etc/cdi, /var/run/cdi" in message
+    if gpu_support["devices"]:
+        assert f"{len(gpu_support['devices'])} GPU device node(s)" in message
+    else:
+        assert "no /dev/nvidia<N> devices" in message
+    if not any(gpu_support.values()):
+        assert message.endswith("no /dev/nvidia<N> devices: GPU checks skipped")
     result.stdout.fnmatch_lines(["SKIPPED*SM-GPU-VISIBLE: instance type ml.m5.large has no GPUs*"])
 
 
 def test_gpu_instance_type_without_gpus_here_is_skipped_with_the_host_reason(
-    pytester: pytest.Pytester, busybox_image: str, no_leftovers: str
+    pytester: pytest.Pytester, busybox_image: str, no_leftovers: str, gpu_support: dict[str, list[str]]
 ) -> None:
+    if any(gpu_support.values()):
+        pytest.skip(f"this host can give containers GPUs ({gpu_support}): the no-GPU skip cannot happen here")
     result, (outcome, message) = run_gpu(pytester, busybox_image, "--sm-instance-type=ml.g5.12xlarge")
     result.assert_outcomes(skipped=1)
     assert message.startswith("ml.g5.12xlarge has 4 GPU(s), none can be given here: no NVIDIA runtime registered")
@@ -66,12 +87,6 @@ def test_gpu_instance_type_without_gpus_here_is_skipped_with_the_host_reason(
     )
     assert outcome == "skipped"
     assert message.startswith("ml.g5.xlarge has 1 GPU(s), none can be given here: --sm-gpus devices: no NVIDIA")
-
-
-def test_bad_gpu_mode_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sm-gpus=cuda")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--sm-gpus cuda: expected one of auto, all, none, devices*"])
 
 
 def _factory_takes_gpus() -> bool:
@@ -165,5 +180,5 @@ def test_devices_mode_passes_nodes_and_mounts_the_driver_read_only(
     env = engine_.api.inspect_container(container)["Config"]["Env"] or []
     assert not [e for e in env if e.startswith(("PATH=/usr/local/nvidia", "LD_LIBRARY_PATH="))]
     engine_.kill(container, "SIGTERM")
-    assert engine_.wait(container, timeout=30) == 0
+    assert engine_.wait(container, timeout=120) == 0
     engine_.remove(container)

@@ -54,8 +54,10 @@ class Session:
         (self.dir / "test_block.py").write_text(USER_TEST.format(marker=str(self.marker)))
         env = {**os.environ, "SM_CONTRACT_RUN_ID": self.tag}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "--sm-no-suite"]
-            + [f"--sm-image={image}", "--sm-grace=120", "test_block.py"],
+            [
+                *(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "--sm-no-suite"),
+                *(f"--sm-image={image}", "--sm-grace=120", "test_block.py"),
+            ],
             cwd=self.dir,
             env=env,
             stdout=subprocess.PIPE,

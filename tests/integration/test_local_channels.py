@@ -11,8 +11,7 @@ import pytest
 
 from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overrides
 from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingPlatform
-from pytest_sagemaker_contract.platform.channels import local_staging_allowed
-from pytest_sagemaker_contract.spec import ChannelSpec, parse_request
+from pytest_sagemaker_contract.spec import parse_request
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"
 
@@ -57,14 +56,6 @@ def run(platform: TrainingPlatform, image: str, data: Path, mode: str, hosts: in
     request = with_overrides(None, name=job_name("local"), image=image, instance_count=hosts, **kw)
     request["InputDataConfig"] = channel(uri, mode, "ShardedByS3Key" if hosts > 1 else "FullyReplicated")
     return platform.run(parse_request(request), timeout=60, local_channels={"train": data}), uri
-
-
-def test_eligibility_rule() -> None:
-    assert local_staging_allowed(ChannelSpec("t", "s3://b/p", input_mode="File"))
-    assert local_staging_allowed(ChannelSpec("t", "s3://b/p", input_mode="FastFile"))
-    assert not local_staging_allowed(ChannelSpec("t", "s3://b/p", input_mode="Pipe"))
-    assert not local_staging_allowed(ChannelSpec("t", "s3://b/p", distribution="ShardedByS3Key"))
-    assert not local_staging_allowed(ChannelSpec("t", "s3://b/p", s3_data_type="ManifestFile"))
 
 
 def test_file_mode_links_instead_of_copying_and_nothing_goes_to_s3(

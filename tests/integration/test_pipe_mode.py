@@ -11,7 +11,6 @@ import gzip
 import json
 import os
 import struct
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any
 import pytest
 
 from pytest_sagemaker_contract.platform import Engine, S3Server
-from pytest_sagemaker_contract.platform.channels import ChannelError, stage_channel
 from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 from pytest_sagemaker_contract.platform.layout import HostLayout
 from pytest_sagemaker_contract.platform.pipes import PipeFeeder, PipeOptions, epoch_items, pipe_feeder
@@ -81,8 +79,8 @@ def run_reader(
     feeder: PipeFeeder,
     run_id: str,
     env: dict[str, str] | None = None,
-) -> tuple[int, str, float]:
-    """Create the container over `layout`, start the feeder then the container, wait; (exit code, logs, stop s)."""
+) -> tuple[int, str]:
+    """Create the container over `layout`, start the feeder then the container, wait; (exit code, logs)."""
     container = engine.create(
         image=image,
         name=f"sm-pipe-{uuid.uuid4().hex[:8]}",
@@ -98,11 +96,12 @@ def run_reader(
         assert feeder.fifo(0).is_fifo(), "<channel>_0 must exist before the container starts"
         feeder.start()
         assert engine.start(container).error is None
-        code = engine.wait(container, timeout=60)
-        began = time.monotonic()
-        assert feeder.stop(), "the feeder did not end"
-        stopped = time.monotonic() - began
-        return code if code is not None else -1, engine.logs(container), stopped
+        code = engine.wait(container, timeout=300)
+        # The writer must end once told to, whatever the reader did; the bound is generous (a busy machine),
+        # a writer blocked on a FIFO nobody reads would never end.
+        assert feeder.stop(timeout=60), "the feeder did not end"
+        assert not feeder.running
+        return code if code is not None else -1, engine.logs(container)
     finally:
         feeder.stop()
         engine.remove(container)
@@ -138,12 +137,11 @@ def test_three_epochs_each_the_concatenation_in_key_order(
     uri = seed(s3, {"b.csv": b"2,b\n", "a.csv": b"1,a\n", "c/big.bin": big})
     layout = host(tmp_path)
     feeder = feeder_for(s3, layout, ChannelSpec("train", uri, input_mode="Pipe"), max_epochs=3)
-    code, logs, stopped = run_reader(engine, reader, layout, feeder, no_leftovers)
+    code, logs = run_reader(engine, reader, layout, feeder, no_leftovers)
     assert code == 0, logs
     assert epochs(layout) == [b"1,a\n2,b\n" + big] * 3
     assert feeder.epochs_completed == 3
     assert feeder.error is None
-    assert stopped < 1.0
     assert not (layout.data / "train").exists()
 
 
@@ -153,7 +151,7 @@ def test_gzip_objects_arrive_decompressed(
     uri = seed(s3, {"x1.gz": gzip.compress(b"first\n" * 1000), "x2.gz": gzip.compress(b"second\n")})
     layout = host(tmp_path)
     feeder = feeder_for(s3, layout, ChannelSpec("train", uri, input_mode="Pipe", compression="Gzip"))
-    code, logs, _ = run_reader(engine, reader, layout, feeder, no_leftovers)
+    code, logs = run_reader(engine, reader, layout, feeder, no_leftovers)
     assert code == 0, logs
     assert epochs(layout) == [b"first\n" * 1000 + b"second\n"] * 3
 
@@ -165,7 +163,7 @@ def test_recordio_wraps_each_object_in_one_record(
     uri = seed(s3, bodies)
     layout = host(tmp_path)
     feeder = feeder_for(s3, layout, ChannelSpec("train", uri, input_mode="Pipe", record_wrapper="RecordIO"))
-    code, logs, _ = run_reader(engine, reader, layout, feeder, no_leftovers)
+    code, logs = run_reader(engine, reader, layout, feeder, no_leftovers)
     assert code == 0, logs
     for data in epochs(layout):
         assert data[:8] == MAGIC + struct.pack("<I", 3)  # the first record: cflag 0, length 3
@@ -180,7 +178,7 @@ def test_shuffle_config_changes_the_order_per_epoch_deterministically(
     uri = seed(s3, bodies)
     layout = host(tmp_path)
     feeder = feeder_for(s3, layout, ChannelSpec("train", uri, input_mode="Pipe"), shuffle_seed=5)
-    code, logs, _ = run_reader(engine, reader, layout, feeder, no_leftovers)
+    code, logs = run_reader(engine, reader, layout, feeder, no_leftovers)
     assert code == 0, logs
     seen = epochs(layout)
     by_key = {f"{uri.split('/', 3)[3]}/{k}": v for k, v in bodies.items()}
@@ -208,7 +206,7 @@ def test_augmented_manifest_streams_attributes_as_records(
         record_wrapper="RecordIO",
     )
     feeder = feeder_for(s3, layout, channel, attribute_names=("image-ref", "is-a-cat"), max_epochs=3)
-    code, logs, _ = run_reader(engine, reader, layout, feeder, no_leftovers)
+    code, logs = run_reader(engine, reader, layout, feeder, no_leftovers)
     assert code == 0, logs
     for data in epochs(layout):
         assert parse_recordio(data) == [b"\xff\xd8jpeg-one", b"1", b"\xff\xd8jpeg-two!", b"0"]
@@ -220,45 +218,11 @@ def test_a_container_that_never_opens_the_pipe_does_not_hang(
     uri = seed(s3, {"a": b"never read"})
     layout = host(tmp_path)
     feeder = feeder_for(s3, layout, ChannelSpec("train", uri, input_mode="Pipe"))
-    code, logs, stopped = run_reader(engine, reader, layout, feeder, no_leftovers, env={"MODE": "never"})
+    code, logs = run_reader(engine, reader, layout, feeder, no_leftovers, env={"MODE": "never"})
     assert code == 0, logs
     assert "not reading" in logs
-    assert stopped < 1.0
     assert feeder.epochs_completed == 0
     assert not feeder.running
-
-
-def test_manifest_file_in_file_mode_stages_relative_names(s3: S3Server, tmp_path: Path) -> None:
-    data = seed(s3, {"one.csv": b"1\n", "sub/two.csv": b"2\n", "unlisted.csv": b"no\n"})
-    manifest = seed(s3, {"m.json": json.dumps([{"prefix": f"{data}/"}, "one.csv", "sub/two.csv"]).encode()})
-    channel = ChannelSpec("train", f"{manifest}/m.json", s3_data_type="ManifestFile")
-    dest = tmp_path / "train"
-    staged = stage_channel(s3, channel, dest, host_index=0, host_count=1, role_arn=DEFAULT_ROLE_ARN, region="us-east-1")
-    assert staged.files == ("one.csv", "sub/two.csv")
-    assert staged.bytes == 4
-    assert (dest / "one.csv").read_bytes() == b"1\n"
-    assert (dest / "sub/two.csv").read_bytes() == b"2\n"
-    assert not (dest / "unlisted.csv").exists()
-
-    sharded = ChannelSpec("train", f"{manifest}/m.json", s3_data_type="ManifestFile", distribution="ShardedByS3Key")
-    shares = [
-        stage_channel(
-            s3, sharded, tmp_path / f"h{i}", host_index=i, host_count=2, role_arn=DEFAULT_ROLE_ARN, region="us-east-1"
-        ).files
-        for i in range(2)
-    ]
-    assert shares == [("one.csv",), ("sub/two.csv",)]
-
-
-def test_manifest_naming_a_missing_object_fails_before_the_container(s3: S3Server, tmp_path: Path) -> None:
-    data = seed(s3, {"one.csv": b"1\n"})
-    manifest = seed(s3, {"m.json": json.dumps([{"prefix": f"{data}/"}, "one.csv", "gone.csv"]).encode()})
-    channel = ChannelSpec("train", f"{manifest}/m.json", s3_data_type="ManifestFile", input_mode="Pipe")
-    with pytest.raises(ChannelError, match=r"^ClientError: channel 'train': manifest file .* refers to .*/gone\.csv"):
-        feeder_for(s3, host(tmp_path), channel)
-    missing = ChannelSpec("train", f"{manifest}/nothing.json", s3_data_type="ManifestFile")
-    with pytest.raises(ChannelError, match="does not exist"):
-        stage_channel(s3, missing, tmp_path / "x", host_index=0, host_count=1, role_arn="r", region="us-east-1")
 
 
 # -- through the whole platform: the job creates, feeds and stops the pipes itself ------------------
@@ -275,7 +239,7 @@ def test_pipe_mode_through_the_platform(s3: S3Server, reader: str, tmp_path: Pat
         request = with_overrides(
             None, name=job_name("pipe"), image=reader, channel_uris={"train": uri}, input_mode="Pipe"
         )
-        result = platform.run(parse_request(request), timeout=60)
+        result = platform.run(parse_request(request), timeout=300)
         assert result.TrainingJobStatus == "Completed", result.log_tail()
         assert result.model_files == ["epoch0", "epoch1", "epoch2"]
         members = result.model_tar()
@@ -296,8 +260,7 @@ def test_pipe_mode_through_the_platform(s3: S3Server, reader: str, tmp_path: Pat
             input_mode="Pipe",
             environment={"MODE": "never"},
         )
-        started = time.monotonic()
-        assert platform.run(parse_request(never), timeout=30).TrainingJobStatus == "Completed"
-        assert time.monotonic() - started < 10
+        # Ends at all (a hang would be the job never finishing); how fast is a benchmark's business.
+        assert platform.run(parse_request(never), timeout=300).TrainingJobStatus == "Completed"
     finally:
         platform.close()

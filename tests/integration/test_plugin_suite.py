@@ -176,38 +176,6 @@ def test_missing_image_is_one_clear_failure(pytester: pytest.Pytester, no_leftov
     assert "Traceback" not in result.stdout.str()
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--sm-channel=train"], "*--sm-channel 'train': expected NAME=VALUE*"),
-        (
-            ["--sm-channel=train=/does/not/exist"],
-            "*--sm-channel train=/does/not/exist: /does/not/exist does not exist*",
-        ),
-        (["--sm-job=/no/such/job.json"], "*--sm-job: job file /no/such/job.json does not exist*"),
-        (["--sm-instance-type=ml.m5.huge"], "*--sm-instance-type ml.m5.huge: not a SageMaker training instance type*"),
-        (["--sm-hyperparameter=epochs"], "*--sm-hyperparameter 'epochs': expected KEY=VALUE*"),
-        (["--sm-env=1BAD=x"], "*--sm-env 1BAD=...: Environment keys must match*"),
-        (["--sm-timeout=soon"], "*--sm-timeout 'soon': expected a number of seconds*"),
-    ],
-)
-def test_bad_options_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
-    result = run_suite(pytester, "--sm-image=x", *args)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([message])
-    assert "Traceback" not in result.stderr.str()
-
-
-def test_invalid_job_file_names_field_and_limit(pytester: pytest.Pytester) -> None:
-    job = json.loads((KMEANS / "job.json").read_text())
-    job["TrainingJobName"] = "bad_name!"
-    path = pytester.path / "job.json"
-    path.write_text(json.dumps(job))
-    result = run_suite(pytester, "--sm-image=x", f"--sm-job={path}")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*TrainingJobName: 'bad_name!' does not match the API pattern*"])
-
-
 def test_ini_configuration_and_header_source(pytester: pytest.Pytester, example_image: Callable[[str], str]) -> None:
     image = example_image("valid/train-on-path")
     pytester.makeini(f"[pytest]\nsm_image = {image}\nsm_expect_model = model.txt\n")
@@ -242,10 +210,3 @@ def test_two_images_get_two_suites(pytester: pytest.Pytester, example_image: Cal
     result = run_suite(pytester, f"--sm-image={a}", f"--sm-image={b}", "-k", "SM-IMG")
     result.assert_outcomes(passed=8, failed=1, skipped=1)
     result.stdout.fnmatch_lines([f"sagemaker-contract/{a} *", f"sagemaker-contract/{b} *"])
-
-
-def test_no_suite_without_image(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("def test_plain():\n    assert True\n")
-    result = run_suite(pytester)
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*sagemaker-contract: no --sm-image given*"])

@@ -1,8 +1,14 @@
-"""SM-SIG-* and SM-CKPT-RESUME on real containers and real signals: verdicts and diagnoses."""
+"""SM-SIG-* and SM-CKPT-RESUME on real containers and real signals: verdicts and diagnoses.
+
+SIGTERM goes out on a log line the image prints once its handler is installed (--sm-stop-on-log), not
+after a fixed time: on a busy machine the image may not have installed its handler 1.5 s after start,
+and PID 1 drops a SIGTERM it has no handler for. Only SM-SIG-MAX-RUNTIME is timed by nature; it gets a
+limit (--sm-stop-after 5) far past the interpreter's start-up and far short of the training's 15 s.
+Durations are never asserted from above; graces are generous where the handler is meant to make it.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +25,9 @@ def test_handler_that_saves_in_time_passes(
     pytester: pytest.Pytester, example_image: Callable[[str], str], no_leftovers: None
 ) -> None:
     image = example_image("sigterm/python-good")
-    result, checks = run_checks(pytester, image, "-k", "SM-SIG", "--sm-grace=5", "--sm-stop-after=1.5")
+    result, checks = run_checks(
+        pytester, image, "-k", "SM-SIG", "--sm-grace=30", "--sm-stop-on-log=^epoch 1/", "--sm-stop-after=5"
+    )
     result.assert_outcomes(passed=2)
     assert checks["SM-SIG-TERM"][1].startswith("exited ")
     assert "model saved: model.json" in checks["SM-SIG-TERM"][1]
@@ -30,9 +38,7 @@ def test_pid1_without_handler_is_killed_and_diagnosed(
     pytester: pytest.Pytester, example_image: Callable[[str], str], no_leftovers: None
 ) -> None:
     image = example_image("sigterm/python-bad")
-    started = time.monotonic()
-    result, checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=2", "--sm-stop-after=1")
-    assert time.monotonic() - started < 60
+    result, checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=2", "--sm-stop-on-log=^epoch 1/")
     result.assert_outcomes(failed=1)
     message = checks["SM-SIG-TERM"][1]
     assert "still running 2 s after SIGTERM, killed with SIGKILL (exit code 137)" in message
@@ -44,7 +50,13 @@ def test_pid1_without_handler_is_killed_and_diagnosed(
 def test_shell_form_entrypoint_names_the_shell(pytester: pytest.Pytester, example_image: Callable[[str], str]) -> None:
     image = example_image("sigterm/shell-bad")
     result, checks = run_checks(
-        pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=2", "--sm-stop-after=1", "--sm-hyperparameter=seconds=20"
+        pytester,
+        image,
+        "-k",
+        "SM-SIG-TERM",
+        "--sm-grace=2",
+        "--sm-stop-on-log=^step 1/",
+        "--sm-hyperparameter=seconds=20",
     )
     result.assert_outcomes(failed=1)
     assert "PID 1 is a shell (/bin/sh /opt/program/train.sh train) with no SIGTERM trap" in checks["SM-SIG-TERM"][1]
@@ -52,7 +64,8 @@ def test_shell_form_entrypoint_names_the_shell(pytester: pytest.Pytester, exampl
 
 def test_slow_handler_names_the_grace(pytester: pytest.Pytester, example_image: Callable[[str], str]) -> None:
     image = example_image(IMAGES / "slow-handler")
-    result, checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=3", "--sm-stop-after=1.5")
+    # The handler needs eight 1 s sleeps, so a 3 s grace can never be enough, however fast the machine.
+    result, checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=3", "--sm-stop-on-log=^step 1$")
     result.assert_outcomes(failed=1)
     message = checks["SM-SIG-TERM"][1]
     assert "still running 3 s after SIGTERM" in message
@@ -65,15 +78,17 @@ def test_slow_handler_passes_with_a_long_enough_grace(
     pytester: pytest.Pytester, example_image: Callable[[str], str]
 ) -> None:
     image = example_image(IMAGES / "slow-handler")
-    result, checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=20", "--sm-stop-after=1.5")
-    result.assert_outcomes(passed=1)
-    seconds = float(checks["SM-SIG-TERM"][1].split()[1])
-    assert 7.0 <= seconds <= 12.0
+    result, checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=120", "--sm-stop-on-log=^step 1$")
+    result.assert_outcomes(passed=1)  # exited within the grace: no SIGKILL
+    message = checks["SM-SIG-TERM"][1]
+    assert "(grace 120 s), exit code 0; model saved: model.txt" in message
+    # A lower bound only: the handler's eight 1 s sleeps ran to the end before the exit (load only adds).
+    assert float(message.split()[1]) >= 7.9
 
 
 def test_handler_that_forgets_the_model_fails(pytester: pytest.Pytester, example_image: Callable[[str], str]) -> None:
     image = example_image(IMAGES / "no-save-handler")
-    result, checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=5", "--sm-stop-after=1.5")
+    result, checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=30", "--sm-stop-on-log=^step 1$")
     result.assert_outcomes(failed=1)
     message = checks["SM-SIG-TERM"][1]
     assert "exited 0." in message
@@ -85,7 +100,7 @@ def test_training_that_ends_before_the_trigger_is_skipped_with_a_hint(
     pytester: pytest.Pytester, example_image: Callable[[str], str]
 ) -> None:
     image = example_image("sigterm/python-good")
-    result, checks = run_checks(pytester, image, "-k", "SM-SIG", "--sm-stop-after=30", "--sm-hyperparameter=epochs=1")
+    result, checks = run_checks(pytester, image, "-k", "SM-SIG", "--sm-stop-after=120", "--sm-hyperparameter=epochs=1")
     result.assert_outcomes(skipped=2)
     assert "before the SIGTERM trigger" in checks["SM-SIG-TERM"][1]
     assert "--sm-sigterm-hyperparameter" in checks["SM-SIG-TERM"][1]
@@ -93,7 +108,7 @@ def test_training_that_ends_before_the_trigger_is_skipped_with_a_hint(
 
 def test_stop_on_log_trigger(pytester: pytest.Pytester, example_image: Callable[[str], str]) -> None:
     image = example_image("sigterm/python-good")
-    result, _checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-stop-on-log=epoch 2/", "--sm-grace=5")
+    result, _checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-stop-on-log=epoch 2/", "--sm-grace=30")
     result.assert_outcomes(passed=1)
 
 
@@ -107,8 +122,8 @@ def test_checkpoint_resume_on_kmeans(pytester: pytest.Pytester, example_image: C
         f"--sm-job={KMEANS / 'job.json'}",
         f"--sm-channel=train={KMEANS / 'data'}",
         "--sm-checkpoints",
-        "--sm-stop-after=1.5",
-        "--sm-grace=10",
+        "--sm-stop-on-log=^epoch 2/",  # epoch 1's checkpoint is written by then
+        "--sm-grace=30",
         "--sm-resume-log=resuming from checkpoint after epoch [0-9]+",
     )
     result.assert_outcomes(passed=1)

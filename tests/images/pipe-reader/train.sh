@@ -10,7 +10,7 @@ while [ "$i" -lt "$epochs" ]; do
     fifo=/opt/ml/input/data/${channel}_$i
     waited=0
     while [ ! -p "$fifo" ]; do
-        [ "$waited" -ge 400 ] && { echo "no $fifo after 20 s" >&2; exit 3; }
+        [ "$waited" -ge 1200 ] && { echo "no $fifo after 60 s" >&2; exit 3; }
         usleep 50000
         waited=$((waited + 1))
     done
