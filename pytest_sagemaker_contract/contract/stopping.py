@@ -43,6 +43,7 @@ def _trigger(sm_contract: Suite, job: Any) -> str | None:
 
 
 def _ended_early(sm_contract: Suite, result: Any, what: str) -> None:
+    sm_contract.fail_on_engine_fault(result)
     if result.TrainingJobStatus == "Failed":
         sm_contract.fail(
             f"the job Failed before {what}: {result.FailureReason}; it must train before it can be stopped",
@@ -53,7 +54,12 @@ def _ended_early(sm_contract: Suite, result: Any, what: str) -> None:
 
 
 def _stopped_verdict(sm_contract: Suite, result: Any, grace: float, what: str) -> str:
-    """Fail with a diagnosis unless the container exited within the grace and saved the model; else the summary."""
+    """Fail with a diagnosis unless the container exited within the grace and saved the model; else the summary.
+
+    Never a pass when the container was removed or SIGKILLed from outside during the grace: its exit then
+    says nothing about the image's SIGTERM handling.
+    """
+    sm_contract.fail_on_engine_fault(result)
     tl = result.timeline
     if result.killed:
         sm_contract.note.sections.append(("process tree at SIGTERM", process_tree_text(tl.process_tree)))
@@ -150,6 +156,7 @@ def sm_ckpt_resume(sm_contract: Suite) -> None:
             _ended_early(sm_contract, first.wait(), "the SIGTERM trigger")
         first.stop(grace=settings.grace_s)
         stopped = first.wait(settings.grace_s + 120)
+    sm_contract.fail_on_engine_fault(stopped)
     saved = [o.key for o in sm_contract.platform.s3.objects(uri + "/")]
     if not saved:
         sm_contract.fail(

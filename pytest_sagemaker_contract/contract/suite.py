@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ..image_facts import ImageFacts, read_image
+from ..platform.logs import durable_log_dir
 from ..session import SUITE_IMAGE_KEY, session_of
 from ..settings import Settings
 
@@ -241,12 +242,27 @@ class Suite:
         raise pytest.skip.Exception(f"{self.check_id}: {message}", _use_item_location=True)
 
     def attach_logs(self, result: Any) -> None:
+        """Put the log tail in the report and keep the full log where it outlives the session's work directory."""
         self.note.log_tail = result.log_tail(30)
-        log_dir = Path(self.platform.workdir) / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        path = log_dir / f"{result.TrainingJobName}.log"
-        path.write_text(result.logs)
+        keep = getattr(result, "keep_log", None)
+        path = keep() if keep is not None else None
+        if path is None:  # no spooled file (a result built elsewhere): write what the result holds
+            path = durable_log_dir(self.platform.run_id) / f"{result.TrainingJobName}.log"
+            path.write_text(result.logs)
         self.note.log_path = str(path)
+
+    def fail_on_engine_fault(self, result: Any) -> None:
+        """Fail, naming the environment, when the run was disturbed from outside: its outcome says nothing
+        about the image, so no check may pass (or blame the image) on it."""
+        faults = list(getattr(result, "engine_faults", None) or [])
+        if not faults:
+            return
+        self.fail(
+            f"environment fault, not the image's: {'; '.join(faults)}. The run proves nothing about the image "
+            f"(the job ended {result.TrainingJobStatus}: {result.FailureReason}); rerun without touching the "
+            "containers or the Docker engine while the suite runs",
+            result,
+        )
 
     def _name(self) -> str:
         request = self.settings.job_request or {}
@@ -259,7 +275,9 @@ class Suite:
     def run(self, **overrides: Any) -> Any:
         self.facts()
         overrides.setdefault("name", self._name())
-        return self.factory(self.image, **overrides).run()
+        result = self.factory(self.image, **overrides).run()
+        self.fail_on_engine_fault(result)
+        return result
 
     def start(self, **overrides: Any) -> Any:
         """A running job (CreateTrainingJob returned); the caller stops and waits for it."""
@@ -268,15 +286,20 @@ class Suite:
         return self.factory(self.image, **overrides).start()
 
     def default_run(self) -> Any:
-        """`docker run IMAGE train` with the session's job: run once per image, shared by the checks."""
+        """`docker run IMAGE train` with the session's job: run once per image, shared by the checks.
+
+        A run disturbed from outside (an engine fault) fails every check that uses it, naming the fault.
+        """
         self.facts()
-        return self.context.default_result(
+        result = self.context.default_result(
             lambda: self.factory(
                 self.image,
                 keep_invocation=False,
                 name=self._name().replace(self.check_id.lower()[3:], "run-default"),
             ).run()
         )
+        self.fail_on_engine_fault(result)
+        return result
 
     def require_default(self) -> Any:
         """The default run; if it failed, fail this check with a pointer instead of another copy of the cause."""
@@ -291,6 +314,7 @@ class Suite:
         return result
 
     def expect_completed(self, result: Any, shape: str) -> None:
+        self.fail_on_engine_fault(result)
         if result.TrainingJobStatus == "Completed":
             self.says(f"{shape}: Completed in {result.timeline.training_seconds or 0:.1f} s")
             return

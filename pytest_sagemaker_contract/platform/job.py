@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
 
+import docker.errors
+
 from ..spec import TrainingJobSpec
 from .artifacts import list_files, modified_inputs, pack_and_upload
 from .channels import (
@@ -39,12 +41,17 @@ from .layout import (
     s3_client_environment,
     training_job_arn,
 )
-from .logs import LogBuffer
+from .logs import MAX_LINE_BYTES, LogBuffer, durable_log_dir
 from .pipes import PipeFeeder, PipeOptions, pipe_feeder
 from .resources import DEFAULT_GRACE_S, PlatformResources
 from .result import HostResult, Timeline, TrainingJobResult, decide_verdict
 
 __all__ = ["DEFAULT_GRACE_S", "TrainingJob"]
+
+#: How long the engine may stay unreachable before the job fails with an engine fault.
+ENGINE_PATIENCE_S = 10.0
+#: How long a log stream may go without a new line, once the container exited, before the job stops waiting.
+FOLLOWER_PATIENCE_S = 5.0
 
 
 class _HostRun:
@@ -57,6 +64,13 @@ class _HostRun:
         self.exit_code: int | None = None
         self.exited_at: float | None = None
         self.killed = False
+        #: The platform sent (or is sending) SIGKILL: a 137 then is the platform's doing.
+        self.sigkill_sent = False
+        #: A sentence when the container was removed or killed from outside, or the engine went away.
+        self.engine_fault: str | None = None
+        #: Why the log stream broke off, when it did with an error.
+        self.log_error: str | None = None
+        self.name = ""
         self.channels: list[StagedChannel] = []
         self.feeders: list[PipeFeeder] = []
         self.log_thread: threading.Thread | None = None
@@ -97,7 +111,12 @@ class TrainingJob:
             )
             for i, h in enumerate(hosts)
         ]
-        self._logs = LogBuffer(len(hosts) > 1, platform.log_sink)
+        try:
+            log_path = durable_log_dir(platform.run_id) / f"{self.job_dir.name}.log"
+        except OSError:
+            log_path = self.job_dir / "job.log"
+        self._logs = LogBuffer(len(hosts) > 1, platform.log_sink, log_path)
+        self._log_warnings: list[str] = []
         self._done = threading.Event()
         self._stop_lock = threading.Lock()
         self._stop_reason: str | None = None
@@ -138,7 +157,10 @@ class TrainingJob:
         network = self._network(labels)
         env = container_environment(spec, self.platform.region, self.platform.set_region_env)
         if not spec.network_isolation and self.platform.container_s3_endpoint:
-            env = {**s3_client_environment(self.platform.container_s3_endpoint, self.platform.region), **env}
+            keys = self.platform.s3.keys
+            endpoint = self.platform.container_s3_endpoint
+            s3_env = s3_client_environment(endpoint, self.platform.region, keys.access_key_id, keys.secret_access_key)
+            env = {**s3_env, **env}
         command = ["train"] if spec.entrypoint is None and spec.arguments is None else spec.arguments
         for run in self._hosts:
             run.layout.create()
@@ -149,9 +171,10 @@ class TrainingJob:
             for name in read_only:
                 run.layout.channel_dir(name).mkdir(parents=True, exist_ok=True)
             direct = {n: p for n, p in self._local_direct.items() if n in read_only}
+            run.name = f"sm-{spec.name[:40]}-{run.host.name}-{self._suffix}"
             run.container_id = engine.create(
                 image=spec.image,
-                name=f"sm-{spec.name[:40]}-{run.host.name}-{self._suffix}",
+                name=run.name,
                 hostname=run.host.name,
                 entrypoint=spec.entrypoint,
                 command=command,
@@ -267,20 +290,25 @@ class TrainingJob:
     def _follow(self, run: _HostRun) -> None:
         assert run.container_id is not None
         pending = b""
+        host = run.host.name
         try:
             for chunk in self.platform.engine.follow_logs(run.container_id):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    self._logs.add(run.host.name, line.decode("utf-8", "replace").rstrip("\r"))
-        except Exception:  # the container was removed under us; the logs end here
-            pass
+                if len(pending) > MAX_LINE_BYTES:  # one endless line: split it rather than hold it all
+                    lines.append(pending)
+                    pending = b""
+                if lines:
+                    self._logs.add_many(host, [line.decode("utf-8", "replace").rstrip("\r") for line in lines])
+        except Exception as exc:  # the stream broke off: say so rather than end the log silently
+            run.log_error = f"{type(exc).__name__}: {exc}"
         if pending:
-            self._logs.add(run.host.name, pending.decode("utf-8", "replace"))
+            self._logs.add(host, pending.decode("utf-8", "replace"))
 
     def _supervise(self) -> None:
         engine = self.platform.engine
         deadline = (self.timeline.started or time.time()) + self.spec.max_runtime_s
+        unreachable_since: float | None = None
         try:
             pending = [
                 r
@@ -291,22 +319,90 @@ class TrainingJob:
                 for run in list(pending):
                     assert run.container_id is not None
                     left = max(0.05, deadline - time.time()) if self._stop_reason is None else 1.0
-                    code = engine.wait(run.container_id, timeout=min(left, 0.2 if len(pending) > 1 else 1.0))
-                    if code is None:
-                        continue
+                    try:
+                        code = engine.wait_or_raise(
+                            run.container_id, timeout=min(left, 0.2 if len(pending) > 1 else 1.0)
+                        )
+                    except docker.errors.NotFound:
+                        code = None
+                        run.engine_fault = (
+                            f"container {run.name} was removed from outside the platform (docker rm?) "
+                            f"while {self._phase()}"
+                        )
+                    except EngineError as exc:
+                        unreachable_since = unreachable_since or time.monotonic()
+                        if time.monotonic() - unreachable_since < ENGINE_PATIENCE_S:
+                            self._done.wait(0.5)
+                            continue
+                        code = None
+                        run.engine_fault = (
+                            f"the Docker engine stopped answering for {ENGINE_PATIENCE_S:g} s while waiting for "
+                            f"container {run.name} ({self._phase()}): {exc}"
+                        )
+                    else:
+                        unreachable_since = None
+                        if code is None:
+                            continue
+                        run.engine_fault = self._outside_kill(run, code)
                     run.exit_code = code
                     run.exited_at = time.time()
                     run.stop_feeders()
                     pending.remove(run)
-                    if code != 0 and self._failure is None and self._stop_reason is None:
-                        self._failure = (run.host.name, code)
+                    if run.engine_fault is not None or (
+                        code != 0 and self._failure is None and self._stop_reason is None
+                    ):
+                        if self._failure is None:
+                            self._failure = (run.host.name, code)
                         for peer in pending:
                             assert peer.container_id is not None
-                            engine.kill(peer.container_id, "SIGKILL")
+                            peer.sigkill_sent = True
+                            with contextlib.suppress(Exception):
+                                engine.kill(peer.container_id, "SIGKILL")
                 if pending and time.time() >= deadline and self._stop_reason is None:
                     self.stop(grace=self.platform.grace_s, reason="MaxRuntimeExceeded")
         finally:
             self._finish()
+
+    def _phase(self) -> str:
+        if self._stop_reason is None:
+            return "training"
+        return "the SIGTERM grace period" if self.timeline.sigkill_sent is None else "being killed"
+
+    def _outside_kill(self, run: _HostRun, code: int) -> str | None:
+        """A sentence when the container that just exited was removed or SIGKILLed by someone else."""
+        assert run.container_id is not None
+        try:
+            state = self.platform.engine.state(run.container_id)
+        except docker.errors.NotFound:
+            return f"container {run.name} was removed from outside the platform (docker rm -f?) while {self._phase()}"
+        except Exception:
+            state = {}
+        if state.get("Status") in ("removing", "dead"):
+            return f"container {run.name} was removed from outside the platform (docker rm -f?) while {self._phase()}"
+        if code == 137 and not run.sigkill_sent and not state.get("OOMKilled"):
+            return (
+                f"container {run.name} was killed with SIGKILL from outside the platform (docker kill, docker rm -f "
+                f"or the host's OOM killer?) while {self._phase()}: exit code 137, but the platform sent no "
+                "SIGKILL and the engine reports no OOM kill"
+            )
+        return None
+
+    def _join_follower(self, run: _HostRun) -> None:
+        """Wait for a host's log stream to drain: as long as lines keep coming, so a big log is complete."""
+        thread = run.log_thread
+        if thread is None:
+            return
+        seen = -1
+        while thread.is_alive():
+            count = self._logs.count
+            if count == seen:
+                self._log_warnings.append(
+                    f"the log stream of {run.host.name} stalled for {FOLLOWER_PATIENCE_S:g} s after the container "
+                    f"exited; the log may end early (see `docker logs {run.name}` if the container is kept)"
+                )
+                return
+            seen = count
+            thread.join(timeout=FOLLOWER_PATIENCE_S)
 
     def _finish(self) -> None:
         if self._kill_timer is not None:
@@ -316,8 +412,7 @@ class TrainingJob:
         exits = [r.exited_at for r in self._hosts if r.exited_at is not None]
         self.timeline.exited = max(exits) if exits else None
         for run in self._hosts:
-            if run.log_thread is not None:
-                run.log_thread.join(timeout=5)
+            self._join_follower(run)
         for sync in self._checkpoints:
             with contextlib.suppress(Exception):
                 sync.finish()
@@ -349,6 +444,7 @@ class TrainingJob:
                     oom_killed=oom,
                     killed=run.killed,
                     start_error=run.start_error,
+                    engine_fault=run.engine_fault,
                     failure_text=run.layout.failure_text(),
                     model_files=list_files(run.layout.model),
                     output_files=list_files(run.layout.output_data),
@@ -373,7 +469,12 @@ class TrainingJob:
             stop_reason=self._stop_reason,
             oom=oom,
         )
-        warnings = []
+        engine_faults = [r.engine_fault for r in self._hosts if r.engine_fault is not None]
+        warnings = [f"engine fault, not the image's: {fault}" for fault in engine_faults]
+        warnings.extend(self._log_warnings)
+        for run in self._hosts:
+            if run.log_error is not None and run.engine_fault is None:
+                warnings.append(f"the log stream of {run.host.name} broke off ({run.log_error}); the log may end early")
         if self._fingerprints:
             changed = modified_inputs(self._fingerprints)
             if changed:
@@ -382,6 +483,7 @@ class TrainingJob:
                     "a local File-mode channel shares its files with your source directory (hard links)"
                 )
         self.secondary_status = verdict.SecondaryStatus
+        self._logs.close()
         logs = self._logs.text()
         if self.platform.keep:
             job_dir: Path | None = self.job_dir
@@ -389,7 +491,7 @@ class TrainingJob:
             job_dir = None
             shutil.rmtree(self.job_dir, ignore_errors=True)
         self.timeline.finished = time.time()
-        return TrainingJobResult(
+        result = TrainingJobResult(
             TrainingJobName=spec.name,
             TrainingJobArn=self.arn,
             TrainingJobStatus=verdict.TrainingJobStatus,
@@ -410,7 +512,12 @@ class TrainingJob:
             warnings=warnings,
             job_dir=job_dir,
             s3=s3,
+            log_path=self._logs.path,
+            engine_faults=engine_faults,
         )
+        if not self.platform.keep:
+            result.discard_log_with_result()
+        return result
 
     # -- public ---------------------------------------------------------------------------
 
@@ -469,6 +576,7 @@ class TrainingJob:
             for run in running:
                 if run.exit_code is None and run.container_id is not None:
                     self.timeline.sigkill_sent = self.timeline.sigkill_sent or time.time()
+                    run.sigkill_sent = True
                     if engine.kill(run.container_id, "SIGKILL"):
                         run.killed = True
 

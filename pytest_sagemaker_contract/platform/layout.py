@@ -108,18 +108,19 @@ def container_environment(spec: TrainingJobSpec, region: str, set_region: bool) 
     return env
 
 
-def s3_client_environment(endpoint: str, region: str) -> dict[str, str]:
+def s3_client_environment(endpoint: str, region: str, access_key_id: str, secret_access_key: str) -> dict[str, str]:
     """How a container that calls S3 itself reaches the platform's S3 (only without network isolation).
 
     boto3 reads AWS_ENDPOINT_URL_S3, the sagemaker-training toolkit reads S3_ENDPOINT_URL; the keys are
-    dummies that stand in for the job's role (SageMaker serves real ones through the container
-    credentials endpoint). Nothing of the host's own AWS environment is passed.
+    the session's own (its S3 denies every other key), standing in for the job's role (SageMaker serves
+    real ones through the container credentials endpoint). Nothing of the host's own AWS environment
+    is passed.
     """
     return {
         "AWS_ENDPOINT_URL_S3": endpoint,
         "S3_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "sagemaker-contract",
-        "AWS_SECRET_ACCESS_KEY": "sagemaker-contract",
+        "AWS_ACCESS_KEY_ID": access_key_id,
+        "AWS_SECRET_ACCESS_KEY": secret_access_key,
         "AWS_DEFAULT_REGION": region,
     }
 

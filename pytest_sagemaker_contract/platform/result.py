@@ -7,18 +7,22 @@ shape of FailureReason is unit-tested.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tarfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .channels import StagedChannel
+from .logs import TRUNCATION_MARK
 from .s3 import S3Server
 
 __all__ = [
+    "INTERNAL_ERROR_PREFIX",
     "MAX_FAILURE_REASON",
     "OOM_REASON",
     "HostResult",
@@ -26,6 +30,7 @@ __all__ = [
     "TrainingJobResult",
     "Verdict",
     "decide_verdict",
+    "engine_fault_reason",
     "failure_reason",
 ]
 
@@ -33,6 +38,8 @@ OOM_REASON = (
     "OutOfMemoryError: Please use an instance type with more memory, or reduce the size of job data "
     "processed on an instance."
 )
+#: SageMaker's FailureReason prefix for failures on the platform's side, not the algorithm's.
+INTERNAL_ERROR_PREFIX = "InternalServerError: "
 #: DescribeTrainingJob's FailureReason holds at most 1024 characters.
 MAX_FAILURE_REASON = 1024
 #: Room kept for " (host algo-N)" on a multi-host job's FailureReason.
@@ -91,6 +98,9 @@ class HostResult:
     killed: bool = False
     start_error: str | None = None
     failure_text: str | None = None
+    #: Set when the container was removed or killed from outside the platform, or the engine stopped
+    #: answering: a sentence naming what happened. The exit code then says nothing about the image.
+    engine_fault: str | None = None
     model_files: list[str] = field(default_factory=list)
     output_files: list[str] = field(default_factory=list)
     channels: list[StagedChannel] = field(default_factory=list)
@@ -123,6 +133,13 @@ class TrainingJobResult:
     job_dir: Path | None
     s3: S3Server = field(repr=False)
     warnings: list[str] = field(default_factory=list)
+    #: The complete log, spooled as it arrived (host-prefixed for N hosts). It is deleted when this result
+    #: is garbage-collected (or at exit) unless `keep_log()` was called or the platform keeps its files.
+    log_path: Path | None = None
+    #: Faults of the environment, not the image (a container removed or killed from outside, the engine
+    #: gone): when any is set the job is Failed with an InternalServerError and proves nothing about the image.
+    engine_faults: list[str] = field(default_factory=list)
+    _log_finalizer: Any = field(init=False, default=None, repr=False, compare=False)
 
     @property
     def completed(self) -> bool:
@@ -151,7 +168,26 @@ class TrainingJobResult:
         return out
 
     def log_tail(self, lines: int = 20) -> str:
-        return "\n".join(self.logs.splitlines()[-lines:])
+        """The real last `lines` lines of the log (never the truncation header)."""
+        if lines <= 0:
+            return ""
+        kept = self.logs.splitlines()
+        if kept and kept[0].startswith(TRUNCATION_MARK):
+            kept = kept[1:]
+        return "\n".join(kept[-lines:])
+
+    def discard_log_with_result(self) -> None:
+        """Delete the spooled log file when this result is garbage-collected (or at interpreter exit)."""
+        if self.log_path is not None and self._log_finalizer is None:
+            self._log_finalizer = weakref.finalize(self, _discard_log, self.log_path)
+
+    def keep_log(self) -> Path | None:
+        """Keep the spooled log file after this result is gone (and after the session); its path."""
+        if self._log_finalizer is not None:
+            self._log_finalizer.detach()
+        if self.log_path is not None and self.log_path.exists():
+            return self.log_path
+        return None
 
     def model_tar(self) -> bytes:
         """model.tar.gz as uploaded to S3."""
@@ -167,6 +203,13 @@ class TrainingJobResult:
             else:  # Python < 3.10.12 has no extraction filters; the archive is the platform's own
                 tar.extractall(target)
         return target
+
+
+def _discard_log(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # the run's log folder, once nothing is kept in it
 
 
 @dataclass(frozen=True)
@@ -199,6 +242,12 @@ def failure_reason(failed: HostResult, host_count: int, oom: bool) -> str:
     return reason
 
 
+def engine_fault_reason(faulted: HostResult) -> str:
+    """FailureReason for an engine fault: SageMaker's wording for a failure on the platform's side."""
+    text = (faulted.engine_fault or "").strip()
+    return f"{INTERNAL_ERROR_PREFIX}{text}"[:MAX_FAILURE_REASON]
+
+
 def decide_verdict(
     hosts: Sequence[HostResult],
     *,
@@ -209,13 +258,18 @@ def decide_verdict(
 ) -> Verdict:
     """The job's status from its hosts, in SageMaker's precedence.
 
-    A staging error (ClientError) fails the job before any container ran. A stop (StopTrainingJob or
+    A staging error (ClientError) fails the job before any container ran. An engine fault (a container
+    removed or killed from outside the platform, the engine gone) fails it next, as SageMaker's
+    InternalServerError: the exit code it caused is the platform's doing, not the image's. A stop (StopTrainingJob or
     MaxRuntimeExceeded) wins over the exit codes it caused: the job is Stopped, whatever the
     containers returned. Otherwise the first host to fail (`first_failure`, else the first non-zero
     exit) decides FailureReason; all hosts at 0 is Completed.
     """
     if client_error is not None:
         return Verdict("Failed", "Failed", client_error, None)
+    faulted = next((h for h in hosts if h.engine_fault), None)
+    if faulted is not None:
+        return Verdict("Failed", "Failed", engine_fault_reason(faulted), faulted.exit_code)
     if stop_reason is not None:
         code = next((h.exit_code for h in hosts if h.exit_code not in (0, None)), hosts[0].exit_code if hosts else None)
         return Verdict("Stopped", stop_reason, None, code)

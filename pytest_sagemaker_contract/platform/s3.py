@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .s3_gate import SessionKeys, SigV4Gate
+
 __all__ = ["S3Object", "S3Server", "parse_s3_uri", "relative_key"]
 
 REGION = "us-east-1"
@@ -55,9 +57,13 @@ class S3Server:
     One per pytest session (or xdist worker): channels are read from it and artifacts uploaded to it.
     """
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", *, private: bool = True) -> None:
         self._host = host
+        #: The session's own credentials; with `private`, requests signed with anything else are denied.
+        self.keys = SessionKeys.generate()
+        self.private = private
         self._server: Any = None
+        self._thread: threading.Thread | None = None
         self._client: Any = None
         self._lock = threading.Lock()
         self._buckets: set[str] = set()
@@ -66,19 +72,29 @@ class S3Server:
         self.endpoint_url = ""
 
     def start(self) -> S3Server:
-        from moto.server import ThreadedMotoServer  # lazy: moto takes seconds to import; only job runs need it
+        # lazy: moto takes seconds to import; only sessions that run jobs need it
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address=self._host, port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
+        app: Any = DomainDispatcherApplication(create_backend_app)
+        if self.private:
+            app = SigV4Gate(app, self.keys)
+        self._server = make_server(self._host, 0, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sm-s3", daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
         self.endpoint_url = f"http://{host}:{port}"
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()
+            self._server.shutdown()
+            self._server.server_close()
             self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
 
     def __enter__(self) -> S3Server:
         return self.start()
@@ -92,8 +108,8 @@ class S3Server:
 
     def session_kwargs(self) -> dict[str, str]:
         return {
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
+            "aws_access_key_id": self.keys.access_key_id,
+            "aws_secret_access_key": self.keys.secret_access_key,
             "region_name": REGION,
         }
 

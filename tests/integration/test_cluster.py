@@ -186,7 +186,8 @@ def test_without_isolation_containers_reach_s3_with_dummy_credentials_only(
     assert result.TrainingJobStatus == "Completed", result.log_tail()
     assert result.logs.count("S3 reachable") == hosts
     assert "the-hosts-own" not in result.logs
-    assert f"CREDS sagemaker-contract sagemaker-contract {platform.s3.endpoint_url}" in result.logs
+    keys = platform.s3.keys
+    assert f"CREDS {keys.access_key_id} {keys.secret_access_key} {platform.s3.endpoint_url}" in result.logs
     assert os.environ["AWS_SECRET_ACCESS_KEY"] == "the-hosts-own-secret"
 
 

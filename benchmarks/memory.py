@@ -1,0 +1,102 @@
+"""Peak memory of the test process while a training job prints a large log.
+
+    python benchmarks/memory.py [--bytes N] [--image-dir DIR]
+
+Runs ``benchmarks/images/chatty`` (busybox: ``yes 0123…789 | head -c N``, default 500 MB, then a last
+line without a newline) through ``TrainingPlatform.run`` and prints the process's peak resident memory
+growth over the run: VmHWM (reset through /proc/self/clear_refs just before the job where the kernel
+allows) minus VmRSS before the job. It also checks that the log is complete: the spooled log file's
+size and that ``result.log_tail(1)`` is the container's real last line.
+
+Covered: the log path only (one host). Not covered yet: multi-host jobs (several followers at once),
+Pipe-mode feeders, large model/output archives (packing and the S3 upload), large File-mode channels
+(staging from moto), and a log that is one huge line without newlines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "examples")]
+
+import build  # noqa: E402
+import docker  # noqa: E402
+
+from pytest_sagemaker_contract.jobs import job_name, with_overrides  # noqa: E402
+from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingPlatform  # noqa: E402
+from pytest_sagemaker_contract.spec import parse_request  # noqa: E402
+
+IMAGE_DIR = Path(__file__).resolve().parent / "images" / "chatty"
+
+
+def _status_kib(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux: `echo 5 > /proc/PID/clear_refs`); False where not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bytes", type=int, default=500_000_000, help="log size the container prints")
+    parser.add_argument("--image-dir", type=Path, default=IMAGE_DIR)
+    args = parser.parse_args()
+
+    client = docker.from_env()
+    image = str(build.build(client, args.image_dir))
+    workdir = Path(tempfile.mkdtemp(prefix="sm-bench-memory-"))
+    engine = Engine()
+    s3 = S3Server().start()
+    platform = TrainingPlatform(engine, s3, workdir, run_id=f"bm{uuid.uuid4().hex[:6]}")
+    try:
+        request = with_overrides(
+            None, name=job_name("bench-memory"), image=image, environment={"LOG_BYTES": str(args.bytes)}
+        )
+        spec = parse_request(request)
+        rss_before = _status_kib("VmRSS")
+        reset = _reset_peak()
+        hwm_before = _status_kib("VmHWM")
+        started = time.monotonic()
+        result = platform.run(spec, timeout=1800)
+        took = time.monotonic() - started
+        hwm_after = _status_kib("VmHWM")
+        base = rss_before if reset else hwm_before
+        log_path = getattr(result, "log_path", None)
+        spooled = os.path.getsize(log_path) if log_path and os.path.exists(log_path) else None
+        print(f"job: {result.TrainingJobStatus} in {took:.1f} s, container log {args.bytes / 1e6:.0f} MB")
+        print(f"RSS before the job: {rss_before / 1024:.1f} MiB; peak during it: {hwm_after / 1024:.1f} MiB")
+        if not reset:
+            print("(VmHWM could not be reset: the growth is measured from the earlier peak)")
+        print(f"peak RSS growth: {(hwm_after - base) / 1024:.1f} MiB")
+        print(f"result.logs: {len(result.logs) / 1e6:.1f} MB of text in memory")
+        print(f"spooled log file: {log_path} ({'-' if spooled is None else f'{spooled / 1e6:.1f} MB'})")
+        # `head -c` cuts the last `yes` line short, so the final printf lands on the same line.
+        print(f"log_tail(1) ends with the real last line: {result.log_tail(1).endswith('the real last line')}")
+        del result
+    finally:
+        platform.close()
+        s3.stop()
+        engine.client.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
