@@ -11,10 +11,11 @@ import posixpath
 import shlex
 from collections.abc import Mapping, Sequence
 
-__all__ = ["diagnose_kill", "pid1_command", "process_tree_text"]
+__all__ = ["diagnose_kill", "is_toolkit_tree", "pid1_command", "process_tree_text"]
 
 _SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "ksh", "mksh", "busybox"})
 _TOOLKIT_MARKERS = ("sagemaker_training", "sagemaker-training", "sagemaker_containers")
+_PYTHONS = ("python", "python3")
 
 
 def _command(row: Mapping[str, str]) -> str:
@@ -54,6 +55,54 @@ def _program(command: str) -> str:
     return posixpath.basename(argv[0]) if argv else ""
 
 
+def _argv(command: str) -> list[str]:
+    try:
+        return shlex.split(command)
+    except ValueError:
+        return command.split()
+
+
+def _runs_train_script(command: str) -> bool:
+    """`train` itself, or a Python interpreter running a script named `train` (a console script: the toolkit's
+    `train=sagemaker_training.cli.train:main`, e.g. `/usr/bin/python3 /usr/local/bin/train`)."""
+    argv = _argv(command)
+    if not argv:
+        return False
+    if posixpath.basename(argv[0]) == "train":
+        return True
+    interpreter = posixpath.basename(argv[0])
+    is_python = interpreter.startswith(_PYTHONS) and interpreter.rstrip("0123456789.").endswith("python")
+    script = next((a for a in argv[1:] if not a.startswith("-")), "")
+    return is_python and posixpath.basename(script) == "train"
+
+
+def is_toolkit_tree(tree: Sequence[Mapping[str, str]]) -> bool:
+    """Whether PID 1 is AWS's sagemaker-training toolkit: its module named on PID 1's command line, or a Python
+    `train` console script (how framework images start it) that has started the user's entry point."""
+    pid1 = pid1_command(tree)
+    if any(marker in pid1 for marker in _TOOLKIT_MARKERS):
+        return True
+    children = _children(tree)
+    if any(marker in " ".join(children) for marker in _TOOLKIT_MARKERS) and _program(pid1) in ("train", *_PYTHONS):
+        return True
+    return _runs_train_script(pid1) and bool(children) and _program(pid1) not in _SHELLS
+
+
+def _toolkit_diagnosis(pid1: str, children: Sequence[str], short_grace: str) -> str:
+    entry = children[0] if children else ""
+    started = f" and started the user's entry point ({entry})" if entry else ""
+    return (
+        f"PID 1 is the sagemaker-training toolkit's `train` ({pid1}), which has no SIGTERM handler{started}: "
+        "it does not forward SIGTERM to the entry point (aws/sagemaker-training-toolkit#125, #173), so the "
+        "entry point's own SIGTERM handler never runs, and as PID 1 the toolkit ignores the signal itself; "
+        f"SageMaker SIGKILLs such a container at the end of its grace as well{short_grace}. Fixes that work "
+        "with the toolkit: make PID 1 an exec-form ENTRYPOINT wrapper that starts `train`, forwards SIGTERM "
+        "to the processes it starts and waits for them (examples/toolkit-script-mode/forward-sigterm.py, "
+        "used by its Dockerfile.forwarding); or write checkpoints (CheckpointConfig, /opt/ml/checkpoints) "
+        "and the model to /opt/ml/model often enough that a SIGKILL loses little."
+    )
+
+
 def diagnose_kill(
     *,
     tree: Sequence[Mapping[str, str]],
@@ -70,14 +119,8 @@ def diagnose_kill(
     children = _children(tree)
     child = children[0] if children else ""
     short_grace = f" (this run used --sm-grace {grace_s:g}; SageMaker gives 120 s)" if grace_s < 120 else ""
-    if any(marker in pid1 for marker in _TOOLKIT_MARKERS) or (
-        program in ("train", "python", "python3") and any(m in " ".join(children) for m in _TOOLKIT_MARKERS)
-    ):
-        return (
-            f"PID 1 is the sagemaker-training toolkit ({pid1}), which does not forward SIGTERM to the user script"
-            f"{f' ({child})' if child else ''} (a known open issue of the toolkit). Run the script as PID 1 "
-            "(exec-form ENTRYPOINT, or ContainerEntrypoint) or handle SIGTERM in a launcher that forwards it."
-        )
+    if is_toolkit_tree(tree):
+        return _toolkit_diagnosis(pid1, children, short_grace)
     child_pids = {row.get("PID") for row in tree if row.get("PPID") == _root(tree)}
     still_there = bool(tree_at_kill) and child_pids <= {row.get("PID") for row in tree_at_kill}
     shell_ignores = program in _SHELLS and pid1_sigterm in ("default", "ignored", None)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,16 +70,15 @@ class JobRequest:
         """Run to the end and return what DescribeTrainingJob would say (plus logs and files)."""
         job = self.start()
         limit = timeout if timeout is not None else self.timeout_s
-        try:
-            return job.wait(limit)
-        except TimeoutError:
-            job.stop(grace=5)
-            job.wait()
-            pytest.fail(
-                f"training job {job.spec.name} did not finish within {limit:.0f} s (--sm-timeout); "
-                f"log tail:\n{_tail(job.logs())}",
-                pytrace=False,
-            )
+        if job.ended(limit):
+            return job.wait()
+        job.stop(grace=5)
+        job.wait()
+        pytest.fail(
+            f"training job {job.spec.name} did not finish within --sm-timeout {limit:g} s "
+            f"(raise --sm-timeout, or shorten training for the suite); log tail:\n{_tail(job.logs())}",
+            pytrace=False,
+        )
 
 
 def _tail(text: str, lines: int = 20) -> str:
@@ -92,7 +92,9 @@ class TrainingJobFactory:
     then from the `--sm-*` options and the `--sm-job` request file.
     """
 
-    def __init__(self, session: SageMakerSession, request: pytest.FixtureRequest, defaults: Mapping[str, Any]) -> None:
+    def __init__(
+        self, session: SageMakerSession, request: pytest.FixtureRequest | None, defaults: Mapping[str, Any]
+    ) -> None:
         self._session = session
         self._request = request
         self._defaults = dict(defaults)
@@ -106,7 +108,11 @@ class TrainingJobFactory:
         given = {k: v for k, v in overrides.items() if v is not None}
         opts: dict[str, Any] = {**self._defaults, **given}
         settings = self._session.settings
-        image = image or self._defaults.get("image") or self._request.getfixturevalue("sm_image")
+        image = image or self._defaults.get("image")
+        if not image:
+            if self._request is None:
+                raise TypeError("training_job(): no image given and no test to take sm_image from")
+            image = self._request.getfixturevalue("sm_image")
         base: Mapping[str, Any] | None
         job_arg = opts.get("job")
         if isinstance(job_arg, Mapping):
@@ -141,6 +147,19 @@ class TrainingJobFactory:
         return JobRequest(
             self._session, request, float(opts.get("timeout") or settings.timeout_s), local_channels, opts.get("gpus")
         )
+
+    def run_all(self, requests: Iterable[JobRequest], parallel: int | None = None) -> list[TrainingJobResult]:
+        """Run several jobs at once (at most `parallel`, default --sm-parallel) and return their results in order.
+
+        Each job still gets its own timeout; the first job that fails this test's way (a timeout, a bad
+        request) fails the test after the others have ended, so none is left running.
+        """
+        jobs = list(requests)
+        limit = parallel or self._session.parallel
+        with ThreadPoolExecutor(max_workers=max(1, min(limit, len(jobs) or 1)), thread_name_prefix="sm-run") as pool:
+            futures = [pool.submit(job.run) for job in jobs]
+            wait(futures)
+        return [future.result() for future in futures]
 
 
 def marker_defaults(node: pytest.Item) -> dict[str, Any]:

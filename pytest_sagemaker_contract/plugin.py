@@ -13,13 +13,18 @@ import pytest
 from . import contract
 from . import fixtures as fixtures_module
 from .contract import NOTE_KEY, ContractItem, ContractModule
+from .contract.scheduler import CheckScheduler
+from .contract.suite import PREFETCH_KEY
 from .fixtures import JOB_MARKER_KEYWORDS, marker_defaults
 from .gpu_support import gpu_skip_reason
+from .progress import Progress
 from .report import ContractReport, properties_for
 from .session import SESSION_KEY, SageMakerSession, session_of
 from .settings import add_options, resolve
 
 REPORT_KEY = pytest.StashKey[ContractReport]()
+_PROGRESS_KEY = pytest.StashKey[Progress]()
+_SCHEDULER_KEY = pytest.StashKey[CheckScheduler]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,10 +46,26 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(fixtures_module, "sagemaker_contract.fixtures")
     if not config.pluginmanager.has_plugin("sagemaker_contract.suite"):
         config.pluginmanager.register(contract, "sagemaker_contract.suite")
-    report = ContractReport(settings.report, is_worker=hasattr(config, "workerinput"))
+    is_worker = hasattr(config, "workerinput")
+    if not is_worker:
+        progress = Progress(config)
+        config.pluginmanager.register(progress, "sagemaker_contract.progress")
+        config.stash[_PROGRESS_KEY] = progress
+    report = ContractReport(settings.report, is_worker=is_worker)
     config.stash[REPORT_KEY] = report
     config.pluginmanager.register(report, "sagemaker_contract.report")
     _install_stop_handlers(config)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The suite's checks run concurrently (--sm-parallel) except in xdist workers, which run theirs one at a time."""
+    config = session.config
+    if hasattr(config, "workerinput") or not session_of(config).settings.suite:
+        return
+    progress = config.stash.get(_PROGRESS_KEY, None)
+    scheduler = CheckScheduler(session, session_of(config).parallel, progress.tick if progress else None)
+    config.stash[PREFETCH_KEY] = scheduler
+    config.stash[_SCHEDULER_KEY] = scheduler
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -75,6 +96,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if not decisive:
         return report
     note = item.stash[NOTE_KEY]
+    if report.when == "call" and note.duration_s is not None:
+        report.duration = note.duration_s  # the check's own time, not pytest's wait for it
     message = note.message or _reason(report)
     props = properties_for(
         check_id=note.check_id,
@@ -116,6 +139,9 @@ def _reason(report: pytest.TestReport) -> str:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    scheduler = session.config.stash.get(_SCHEDULER_KEY, None)
+    if scheduler is not None:
+        scheduler.close()
     sm = session.config.stash.get(SESSION_KEY, None)
     if sm is None:
         return

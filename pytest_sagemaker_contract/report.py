@@ -30,6 +30,20 @@ class Row:
     image_id: str = ""
     log_path: str = ""
     warnings: list[str] = field(default_factory=list)
+    #: SM-METRICS: each MetricDefinition's values read from the log, in log order.
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _metrics(props: dict[str, object]) -> dict[str, list[float]]:
+    """The `sm_metrics` property (a JSON object, so it survives xdist and JUnit as one string)."""
+    raw = props.get("sm_metrics")
+    if not isinstance(raw, str):
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return {str(k): [float(v) for v in vs] for k, vs in data.items()} if isinstance(data, dict) else {}
 
 
 def properties_for(
@@ -85,6 +99,7 @@ class ContractReport:
             image_id=str(props.get("sm_image_id", "")),
             log_path=str(props.get("sm_log_path", "")),
             warnings=[str(v) for k, v in report.user_properties if k == "sm_warning"],
+            metrics=_metrics(props),
         )
         self.images.setdefault(str(props["sm_image"]), []).append(row)
 
@@ -105,6 +120,7 @@ class ContractReport:
                             "duration_s": round(r.duration_s, 3),
                             **({"warnings": r.warnings} if r.warnings else {}),
                             **({"log_path": r.log_path} if r.log_path else {}),
+                            **({"metrics": r.metrics} if r.metrics else {}),
                         }
                         for r in rows
                     ],

@@ -22,7 +22,15 @@ from .platform import Engine, EngineError, S3Server, TrainingPlatform
 from .platform.owner import current_owner, reap_dead_sessions, write_owner_file
 from .settings import Settings
 
-__all__ = ["LABEL_TAG", "SESSION_KEY", "SUITE_IMAGE_KEY", "SageMakerSession", "session_of", "suite_image"]
+__all__ = [
+    "LABEL_TAG",
+    "SESSION_KEY",
+    "SUITE_IMAGE_KEY",
+    "SageMakerSession",
+    "default_parallel",
+    "session_of",
+    "suite_image",
+]
 
 #: Containers and networks of a session started with SM_CONTRACT_RUN_ID=<tag> carry this label.
 LABEL_TAG = "sm-contract.tag"
@@ -81,8 +89,14 @@ class SageMakerSession:
                     gpus=self.settings.gpus,
                     region=self.settings.region,
                     set_region_env=self.settings.set_region_env,
+                    resource_limits=self.settings.resources,
                 )
             return self._platform
+
+    @property
+    def parallel(self) -> int:
+        """How many checks (jobs) of one image run at once: --sm-parallel, else derived from the host."""
+        return self.settings.parallel or default_parallel()
 
     @property
     def started(self) -> bool:
@@ -113,6 +127,16 @@ class SageMakerSession:
             self.kept.append(platform.workdir)
         else:
             shutil.rmtree(platform.workdir, ignore_errors=True)
+
+
+def default_parallel() -> int:
+    """Jobs mostly wait (on training, on SIGTERM graces), so a few per core; at most one per 2 GiB of memory."""
+    cpus = os.cpu_count() or 1
+    try:
+        memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        memory_gib = 8.0
+    return max(2, min(16, cpus * 4, int(memory_gib // 2)))
 
 
 def session_of(config: pytest.Config) -> SageMakerSession:

@@ -177,6 +177,13 @@ def _command(opt: Option, value: Any) -> str:
     return str(value)
 
 
+def _on_off(opt: Option, value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text not in ("on", "off"):
+        raise pytest.UsageError(f"{opt.flag} {value}: expected on or off")
+    return text == "on"
+
+
 @dataclass(frozen=True)
 class Option:
     #: The ini key; the flag is --sm-<name with dashes>.
@@ -338,6 +345,22 @@ OPTIONS: tuple[Option, ...] = (
         metavar="MODE",
     ),
     Option(
+        "sm_parallel",
+        "parallel",
+        "how many of an image's checks (their training jobs) run at once (default: from the host's CPUs and "
+        "memory; 1 runs them one after another)",
+        _whole(1, 64, "checks"),
+        metavar="N",
+    ),
+    Option(
+        "sm_resources",
+        "resources",
+        "on (default): each container gets its instance type's vCPUs and memory as limits (capped at the host's); "
+        "off: no limits, for hosts that cannot honour them (e.g. rootless Docker without cgroup delegation)",
+        _on_off,
+        metavar="on|off",
+    ),
+    Option(
         "sm_gpu_probe",
         "gpu_probe",
         "SM-GPU-VISIBLE: also run CMD with sh -c in the container; it must exit 0",
@@ -375,6 +398,10 @@ class Settings:
     hyperparameter_value_limit: int | None = None
     gpus: str = "auto"
     gpu_probe: str | None = None
+    #: --sm-resources: limit containers to the instance type's vCPUs and memory.
+    resources: bool = True
+    #: None: derived from the host (see `concurrency.default_parallel`).
+    parallel: int | None = None
     #: Each given option's raw value and where it came from (the flag or the ini key), for the report header.
     given: dict[str, tuple[Any, str]] = field(default_factory=dict)
 

@@ -2,8 +2,9 @@
 
 The home of a clause is one module, imported here in suite order (importing registers its checks):
 `image.py` (static image checks), `invocation.py` (the request shapes), `outputs.py` (the model and
-output archives), `stopping.py` (SIGTERM, MaxRuntime, checkpoints), `cluster.py` (input modes, hosts,
-isolation), `gpu.py` (GPU visibility). `suite.py` holds the registry, the nodes and `sm_contract`.
+output archives), `metrics.py` (MetricDefinitions read from the log), `stopping.py` (SIGTERM,
+MaxRuntime, checkpoints), `cluster.py` (input modes, hosts, isolation), `gpu.py` (GPU visibility).
+`suite.py` holds the registry, the nodes and `sm_contract`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from . import image  # isort: split
 from . import invocation  # isort: split
 
 from . import outputs  # isort: split
+
+from . import metrics  # isort: split
 
 from . import stopping  # isort: split
 
@@ -50,6 +53,7 @@ __all__ = [
     "gpu",
     "image",
     "invocation",
+    "metrics",
     "outputs",
     "sm_contract",
     "stopping",

@@ -35,17 +35,19 @@ def sm_data_modes(sm_contract: Suite) -> None:
         sm_contract.skip("the job has no input channels, so there is no input mode to exercise")
     modes = settings.input_modes or _declared_modes(base)
     if not settings.input_modes and modes == ["File"]:
-        sm_contract.require_default()
+        sm_contract.depends_on_default()
         sm_contract.says("File: the only mode the job declares, proven by SM-RUN-DEFAULT (try --sm-input-modes)")
         return
-    sm_contract.require_default()
+    sm_contract.depends_on_default()
     done = []
+    runs: list[dict[str, Any]] = []
     for mode in modes:
         job = _with_mode(base, mode) if base else None
         overrides: dict[str, Any] = {"input_mode": mode}
         if job is not None:
             overrides["job"] = job
-        result = sm_contract.run(**overrides)
+        runs.append(overrides)
+    for mode, result in zip(modes, sm_contract.run_all(runs), strict=True):  # the modes train concurrently
         if result.TrainingJobStatus != "Completed":
             hint = {
                 "FastFile": "FastFile channels are read-only: write scratch files elsewhere",
@@ -76,7 +78,7 @@ def sm_hosts_multi(sm_contract: Suite) -> None:
         count = sum(int(g.get("InstanceCount", 0)) for g in resource["InstanceGroups"])
     if count < 2:
         sm_contract.skip("a single-host job; pass --sm-instance-count 2 (or more) to train on several hosts")
-    sm_contract.require_default()
+    sm_contract.depends_on_default()
     overrides: dict[str, Any] = (
         {} if resource.get("InstanceGroups") and not settings.instance_count else {"instance_count": count}
     )
@@ -107,7 +109,7 @@ def sm_hosts_multi(sm_contract: Suite) -> None:
 def sm_net_isolation(sm_contract: Suite) -> None:
     if sm_contract.settings.allow_network:
         sm_contract.skip("--sm-allow-network: the job needs the network, so it cannot run isolated")
-    sm_contract.require_default()
+    sm_contract.depends_on_default()
     result = sm_contract.run(network_isolation=True)
     if result.TrainingJobStatus != "Completed":
         sm_contract.fail(

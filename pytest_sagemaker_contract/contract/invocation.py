@@ -13,6 +13,7 @@ import fnmatch
 import shlex
 from typing import Any
 
+from ..platform.instances import engine_capacity, resource_plan
 from .suite import Suite, check, external_script, invocation_for
 
 SCRIPT_CHANNEL = "entrypoint"
@@ -36,10 +37,44 @@ def model_problem(files: list[str], globs: list[str]) -> str | None:
 
 def _run_shape(sm_contract: Suite, shape: str, **invocation: Any) -> None:
     result = sm_contract.run(**invocation)
+    if result.TrainingJobStatus != "Completed" and invocation.get("entrypoint") and not invocation.get("arguments"):
+        _fail_if_train_argument_needed(sm_contract, shape, result)
     sm_contract.expect_completed(result, shape)
     problem = model_problem(result.model_files, expected_model(sm_contract))
     if problem:
         sm_contract.fail(f"{shape}: Completed but {problem}; write the model to /opt/ml/model", result)
+
+
+def _fail_if_train_argument_needed(sm_contract: Suite, shape: str, result: Any) -> None:
+    """ContainerEntrypoint alone failed: if `docker run IMAGE train` completed, the difference is the argument."""
+    sm_contract.fail_on_engine_fault(result)
+    if sm_contract.default_run().TrainingJobStatus != "Completed":
+        return  # the image cannot train at all: the default run's failure is the one to report
+    sm_contract.fail(
+        f"{shape}: TrainingJobStatus {result.TrainingJobStatus}, FailureReason: {result.FailureReason}; but "
+        "SM-RUN-DEFAULT (`docker run IMAGE train`) Completed, so the program needs the `train` argument. "
+        "SageMaker starts a job that sets ContainerEntrypoint without ContainerArguments as exactly that "
+        "entrypoint, with no arguments (no `train`, the image CMD dropped). Fix either: don't require argv "
+        '"train" (train when no argument is given), or send ContainerArguments ["train"] together with the '
+        "ContainerEntrypoint",
+        result,
+    )
+
+
+def _resource_note(sm_contract: Suite) -> str:
+    """Why the containers' CPU and memory limits differ from the instance type's (capped at this host, off)."""
+    platform = sm_contract.platform
+    if not platform.resource_limits:
+        return "no CPU or memory limits (--sm-resources off)"
+    resource = (sm_contract.settings.job_request or {}).get("ResourceConfig") or {}
+    groups = resource.get("InstanceGroups") or [{}]
+    instance_type = (
+        sm_contract.settings.instance_type
+        or resource.get("InstanceType")
+        or groups[0].get("InstanceType")
+        or "ml.m5.large"
+    )
+    return resource_plan(str(instance_type), *engine_capacity(platform.engine.client)).note
 
 
 def _spec_invocation(sm_contract: Suite) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
@@ -52,7 +87,7 @@ def _spec_invocation(sm_contract: Suite) -> tuple[tuple[str, ...] | None, tuple[
 
 def _run_derived(sm_contract: Suite, key: str, field: str) -> None:
     """One request field set alone, to the job's value or the one derived from the image."""
-    sm_contract.require_default()
+    sm_contract.depends_on_default()
     value = invocation_for(sm_contract.facts(), *_spec_invocation(sm_contract))[key]
     _run_shape(sm_contract, f"{field} {list(value)}", keep_invocation=False, **{key: value})
 
@@ -64,6 +99,9 @@ def sm_run_default(sm_contract: Suite) -> None:
     problem = model_problem(result.model_files, expected_model(sm_contract))
     if problem:
         sm_contract.fail(f"docker run IMAGE train: Completed but {problem}; write the model to /opt/ml/model", result)
+    limits = _resource_note(sm_contract)
+    if limits:
+        sm_contract.says(f"{sm_contract.note.message}; {limits}")
 
 
 @check(
@@ -90,7 +128,7 @@ def sm_run_arguments(sm_contract: Suite) -> None:
     "the image trains with ContainerEntrypoint and ContainerArguments both set",
 )
 def sm_run_both(sm_contract: Suite) -> None:
-    sm_contract.require_default()
+    sm_contract.depends_on_default()
     both = invocation_for(sm_contract.facts(), *_spec_invocation(sm_contract))["both"]
     if both is None:
         sm_contract.skip(
@@ -113,7 +151,7 @@ def sm_run_both(sm_contract: Suite) -> None:
     "a custom_entrypoint.sh from an S3 channel can start the image's training command",
 )
 def sm_run_external_script(sm_contract: Suite) -> None:
-    sm_contract.require_default()
+    sm_contract.depends_on_default()
     facts = sm_contract.facts()
     if not facts.has_shell():
         sm_contract.skip("the image has no /bin/sh, so a channel-delivered shell script cannot be its entrypoint")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import shlex
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -73,6 +74,8 @@ class CheckNote:
     log_path: str = ""
     warnings: list[str] = field(default_factory=list)
     sections: list[tuple[str, str]] = field(default_factory=list)
+    #: The check's own running time (under concurrency pytest's duration is the wait for it).
+    duration_s: float | None = None
 
 
 NOTE_KEY = pytest.StashKey[CheckNote]()
@@ -116,6 +119,24 @@ class ContractItem(pytest.Function):
         item: ContractItem = super().from_parent(parent, **kwargs)
         return item
 
+    def runtest(self) -> None:
+        prefetch = self.config.stash.get(PREFETCH_KEY, None)
+        outcome = prefetch.outcome(self) if prefetch is not None else None
+        if outcome is None:
+            suite = self.funcargs["sm_contract"]
+            assert isinstance(suite, Suite)
+            started = time.monotonic()
+            outcome = RunOutcome(capture(lambda: run_check(suite, self.check.func)))
+            outcome.duration_s = time.monotonic() - started
+        note_ = self.stash[NOTE_KEY]
+        note_.duration_s = outcome.duration_s
+        for message in note_.warnings:
+            warnings.warn(SageMakerContractWarning(message), stacklevel=1)
+        if outcome.error is not None:
+            if not note_.message:  # the table shows the failure's first line, not the end of a log tail
+                note_.message = str(outcome.error).strip().splitlines()[0] if str(outcome.error).strip() else ""
+            raise outcome.error
+
     def reportinfo(self) -> tuple[Path, int | None, str]:
         code = self.check.func.__code__
         return Path(code.co_filename), code.co_firstlineno - 1, f"{self.parent.name}::{self.name}"  # type: ignore[union-attr]
@@ -125,34 +146,89 @@ class ContractItem(pytest.Function):
 # The per-image context
 
 
+@dataclass
+class RunOutcome:
+    """How one check ended: the exception it raised (a pytest outcome or an error), or None for a pass."""
+
+    error: BaseException | None
+    duration_s: float = 0.0
+
+
+class Prefetch(Protocol):
+    """Runs checks ahead of pytest (concurrently) and hands their outcomes over when pytest reaches them."""
+
+    def outcome(self, item: ContractItem) -> RunOutcome | None: ...
+
+
+PREFETCH_KEY = pytest.StashKey[Prefetch]()
+
+
+def capture(call: Callable[[], None]) -> BaseException | None:
+    """Run `call`; the exception it ended with (pytest's skip/fail outcomes included), or None."""
+    try:
+        call()
+    except (Exception, pytest.skip.Exception, pytest.fail.Exception) as exc:
+        return exc
+    return None
+
+
+def run_check(suite: Suite, func: Callable[..., None]) -> None:
+    """Run one check; when it depends on the default run and that failed, report the pointer instead."""
+    error = capture(lambda: func(sm_contract=suite))
+    if suite.needs_default:
+        suite.require_default()
+    if error is not None:
+        raise error
+
+
 class ContractContext:
-    """What the checks of one image share within one process: facts, the default run, the invocation."""
+    """What the checks of one image share within one process: facts, the default run, the invocation.
+
+    Facts and the default run have locks of their own: checks running concurrently read the facts
+    while the default run is still training.
+    """
 
     def __init__(self, image: str) -> None:
         self.image = image
-        self._lock = threading.Lock()
+        self._facts_lock = threading.Lock()
+        self._default_lock = threading.Lock()
         self._facts: ImageFacts | None = None
         self._facts_error: str | None = None
         self._default: Any = None
+        self._default_error: BaseException | None = None
 
     def facts(self, platform: Any) -> ImageFacts:
-        with self._lock:
-            if self._facts_error is not None:
-                pytest.fail(self._facts_error, pytrace=False)
-            if self._facts is None:
+        with self._facts_lock:
+            if self._facts is None and self._facts_error is None:
                 try:
                     platform.engine.image(self.image)
                     self._facts = read_image(platform.engine.client, self.image)
                 except Exception as exc:
                     self._facts_error = f"cannot inspect {self.image}: {exc}"
-                    pytest.fail(self._facts_error, pytrace=False)
+            if self._facts is None:
+                pytest.fail(self._facts_error or f"cannot inspect {self.image}", pytrace=False)
             return self._facts
 
     def default_result(self, run: Callable[[], Any]) -> Any:
-        with self._lock:
-            if self._default is None:
-                self._default = run()
+        """The default run, run once: every caller gets its result, or the same failure it raised."""
+        with self._default_lock:
+            if self._default is None and self._default_error is None:
+                try:
+                    self._default = run()
+                except (Exception, pytest.fail.Exception) as exc:
+                    self._default_error = exc
+            if self._default_error is not None:
+                raise self._default_error
             return self._default
+
+    def default_if_done(self) -> Any:
+        """The default run's result when it has finished, else None (never waits)."""
+        if self._default_lock.acquire(blocking=False):
+            try:
+                return self._default
+            finally:
+                self._default_lock.release()
+        return None
 
 
 def invocation_for(
@@ -160,11 +236,13 @@ def invocation_for(
 ) -> dict[str, Any]:
     """The ContainerEntrypoint/ContainerArguments each SM-RUN shape uses (README: "How the values are derived").
 
-    The job file's own values win; otherwise they are derived from the image so that every shape
-    should train exactly as `docker run IMAGE train` does.
+    The job file's own values win; otherwise they are derived from the image. ContainerEntrypoint alone
+    is the image's ENTRYPOINT as it is (or `train` without one) and gets no arguments, as SageMaker
+    starts it: no `train` argument, the image CMD dropped. The other shapes should train exactly as
+    `docker run IMAGE train` does.
     """
     image_ep = tuple(facts.entrypoint or ())
-    derived_ep: tuple[str, ...] = (*image_ep, "train") if image_ep else ("train",)
+    derived_ep: tuple[str, ...] = image_ep or ("train",)
     entrypoint_only = spec_entrypoint or derived_ep
     arguments_only = spec_arguments or ("train",)
     if spec_entrypoint and spec_arguments:
@@ -192,9 +270,9 @@ def note(item: pytest.Item) -> CheckNote:
 
 
 def warn(item: pytest.Item, messages: Iterable[str]) -> None:
+    """Record warnings for the report; `ContractItem.runtest` emits them on the test's own thread."""
     for message in messages:
         note(item).warnings.append(message)
-        warnings.warn(SageMakerContractWarning(message), stacklevel=2)
 
 
 _CONTEXTS: dict[str, ContractContext] = {}
@@ -216,6 +294,8 @@ class Suite:
         self.platform = platform
         self.context = _context(image)
         self.note = note(item)
+        #: Set by `depends_on_default`: the check's verdict stands only if the default run completed.
+        self.needs_default = False
 
     @property
     def check_id(self) -> str:
@@ -279,6 +359,15 @@ class Suite:
         self.fail_on_engine_fault(result)
         return result
 
+    def run_all(self, runs: list[dict[str, Any]]) -> list[Any]:
+        """Several runs of this check at once (within --sm-parallel), results in order."""
+        self.facts()
+        requests = [self.factory(self.image, **{"name": self._name(), **overrides}) for overrides in runs]
+        results: list[Any] = self.factory.run_all(requests)
+        for result in results:
+            self.fail_on_engine_fault(result)
+        return results
+
     def start(self, **overrides: Any) -> Any:
         """A running job (CreateTrainingJob returned); the caller stops and waits for it."""
         self.facts()
@@ -300,6 +389,17 @@ class Suite:
         )
         self.fail_on_engine_fault(result)
         return result
+
+    def depends_on_default(self) -> None:
+        """This check means something only when the default run completes; don't wait for it here.
+
+        The check runs its own job at once (concurrently with the default run); `run_check` looks at
+        the default run when the check is done and, if it failed, reports a pointer to it instead.
+        """
+        done = self.context.default_if_done()
+        if done is not None:
+            self.require_default()
+        self.needs_default = True
 
     def require_default(self) -> Any:
         """The default run; if it failed, fail this check with a pointer instead of another copy of the cause."""

@@ -32,6 +32,7 @@ from .channels import (
 from .checkpoints import CheckpointSync
 from .engine import LABEL_JOB, LABEL_RUN, EngineError
 from .gpu import gpu_plan
+from .instances import engine_capacity, resource_plan
 from .layout import (
     Host,
     HostLayout,
@@ -120,6 +121,8 @@ class TrainingJob:
         self._done = threading.Event()
         self._stop_lock = threading.Lock()
         self._stop_reason: str | None = None
+        #: When SIGKILL is due (epoch seconds) once a stop was requested.
+        self.kill_due: float | None = None
         self._client_error: str | None = None
         self._network_id: str | None = None
         self._result: TrainingJobResult | None = None
@@ -183,7 +186,15 @@ class TrainingJob:
                 labels={**labels, "sm-contract.host": run.host.name},
                 network=network,
                 aliases=(run.host.name,),
-                extra=gpu_plan(run.host.instance_type, self.gpus, self.platform.gpu_detection()).host_config,
+                extra={
+                    **gpu_plan(run.host.instance_type, self.gpus, self.platform.gpu_detection()).host_config,
+                    # The instance type's vCPUs and memory (capped at the host's); `resource_limits` False: none.
+                    **resource_plan(
+                        run.host.instance_type,
+                        *engine_capacity(engine.client),
+                        enabled=self.platform.resource_limits,
+                    ).host_config,
+                },
             )
 
         pool = self.platform.pool
@@ -231,10 +242,12 @@ class TrainingJob:
             sync.start()
 
     def _network(self, labels: Mapping[str, str]) -> str | None:
-        """Single host: the default bridge, or no network at all under isolation. N hosts: a network of the
-        job's own (internal under isolation: peers talk, nothing else is reachable), named hosts as aliases."""
-        if len(self._hosts) == 1:
-            return "none" if self.spec.network_isolation else self.platform.default_network
+        """Without isolation, a single host joins the default bridge. Otherwise the job gets a network of its own
+        with the hosts as aliases, internal under isolation (one host included): every host resolves its own
+        name and its peers' (contract §9: the training toolkit resolves them before it starts the user code),
+        and nothing else is reachable, not the platform's S3, the host or the outside."""
+        if len(self._hosts) == 1 and not self.spec.network_isolation:
+            return self.platform.default_network
         name = f"sm-{self.spec.name[:40]}-{self._suffix}"
         self._network_id = self.platform.engine.create_network(
             name, labels=labels, internal=self.spec.network_isolation
@@ -538,6 +551,11 @@ class TrainingJob:
     def logs(self) -> str:
         return self._logs.text()
 
+    def last_log_line(self) -> str:
+        """The newest log line (for progress displays); empty before the first."""
+        tail = self._logs.tail(1)
+        return tail[0] if tail else ""
+
     def ended(self, timeout: float | None = None) -> bool:
         """Wait up to `timeout` seconds for the job to end (artifacts uploaded); True if it has."""
         return self._done.wait(timeout)
@@ -565,6 +583,7 @@ class TrainingJob:
             engine.kill(run.container_id, "SIGTERM")
 
         deadline = self.timeline.sigterm_sent + grace
+        self.kill_due = deadline
 
         def kill() -> None:
             first = running[0]

@@ -55,6 +55,7 @@ class PlatformResources:
         default_network: str | None = None,
         container_s3_endpoint: str | None = None,
         gpus: str = "auto",
+        resource_limits: bool = True,
     ) -> None:
         self.engine = engine
         self.s3 = s3
@@ -69,6 +70,8 @@ class PlatformResources:
         self.default_network = default_network
         self.container_s3_endpoint = container_s3_endpoint
         self.gpus = gpus
+        #: Give containers the instance type's vCPUs and memory (--sm-resources); off where limits can't hold.
+        self.resource_limits = resource_limits
         self._gpu_detection: GpuDetection | None = None
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sm-platform")
         self._uploaded: set[tuple[str, str]] = set()

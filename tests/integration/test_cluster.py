@@ -193,13 +193,19 @@ def test_without_isolation_containers_reach_s3_with_dummy_credentials_only(
 
 @pytest.mark.parametrize("hosts", [1, 3])
 def test_network_isolation_blocks_s3_but_not_peers(platform: TrainingPlatform, probe: str, hosts: int) -> None:
-    peers = " ".join(f"algo-{i}" for i in range(1, hosts + 1)) if hosts > 1 else ""
+    """Isolated hosts resolve and reach their own name and their peers' (one host included: AWS's toolkit
+    resolves every host before it starts the user code), and nothing else: not the platform's S3."""
+    peers = " ".join(f"algo-{i}" for i in range(1, hosts + 1))
     result = run(platform, probe, hosts, environment={**_s3_env(platform), "PEERS": peers}, EnableNetworkIsolation=True)
     assert result.TrainingJobStatus == "Completed", result.log_tail()
     assert "S3 reachable" not in result.logs
     assert result.logs.count("S3 unreachable") == hosts
     assert "CREDS none none none" in result.logs
     assert "sagemaker-contract" not in result.logs
-    if hosts > 1:
-        for host, answers in per_host(result, "PEER").items():
-            assert answers == [f"{p} yes" for p in peers.split()], host
+    if hosts == 1:  # one host's log lines carry no host prefix
+        assert "PEER algo-1 yes" in result.logs.splitlines(), result.log_tail()
+        return
+    answers_by_host = per_host(result, "PEER")
+    assert sorted(answers_by_host) == peers.split()
+    for host, answers in answers_by_host.items():
+        assert answers == [f"{p} yes" for p in peers.split()], host

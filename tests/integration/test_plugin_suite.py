@@ -28,6 +28,7 @@ ALL_CHECKS = (
     "SM-RUN-BOTH",
     "SM-RUN-EXTERNAL-SCRIPT",
     "SM-OUT-MODEL",
+    "SM-METRICS",
     "SM-SIG-TERM",
     "SM-SIG-MAX-RUNTIME",
     "SM-CKPT-RESUME",
@@ -59,11 +60,11 @@ def test_kmeans_example_passes_every_clause(
         f"--sm-report={report}",
         f"--junitxml={pytester.path / 'junit.xml'}",
     )
-    result.assert_outcomes(passed=15, skipped=3)
+    result.assert_outcomes(passed=16, skipped=3)
     result.stdout.fnmatch_lines(
         [
             "*sagemaker-contract: sm_image=*kmeans* (--sm-image), sm_job=*job.json (--sm-job)*",
-            "collected 18 items",
+            "collected 19 items",
             "*SageMaker training contract*",
             "*SM-RUN-DEFAULT*PASS*docker run IMAGE train: Completed*",
             "*SM-OUT-MODEL*PASS*s3://example-bucket/kmeans/output/*/output/model.tar.gz holds 1 file(s): model.json",
@@ -72,7 +73,7 @@ def test_kmeans_example_passes_every_clause(
             "*SM-DATA-MODES*PASS*File: the only mode the job declares, proven by SM-RUN-DEFAULT*",
             "*SM-NET-ISOLATION*PASS*Completed with EnableNetworkIsolation*",
             "*SM-GPU-VISIBLE*SKIP*",
-            "*15 passed, 0 failed, 3 skipped",
+            "*16 passed, 0 failed, 3 skipped",
         ]
     )
     data = json.loads(report.read_text())
