@@ -19,6 +19,7 @@ import pytest
 
 from .jobs import local_channel_uri
 from .platform import Engine, EngineError, S3Server, TrainingPlatform
+from .platform.data_path import Topology, choose_data_path, detect_topology
 from .platform.owner import current_owner, reap_dead_sessions, write_owner_file
 from .settings import Settings
 
@@ -56,6 +57,37 @@ class SageMakerSession:
         self._error: str | None = None
         self._lock = threading.Lock()
         self.kept: list[Path] = []
+        #: The engine and what was measured about it (once per session: the header and the platform share it).
+        self._engine: Engine | None = None
+        self.topology: Topology | None = None
+        settings.platform_header = self._topology_header
+
+    def _measure(self) -> tuple[Engine, Topology]:
+        """Connect to the engine, reap dead sessions' leftovers, measure the topology; once. Raises EngineError."""
+        if self._engine is None or self.topology is None:
+            engine = Engine()
+            if not self.settings.keep:  # kept resources carry no owner: only the user removes them
+                engine.default_labels.update(current_owner().labels())
+            if self.tag:
+                engine.default_labels[LABEL_TAG] = self.tag
+            self.reaped = reap_dead_sessions(engine)
+            self.topology = detect_topology(engine, self.run_id, self.settings.images)
+            engine.local_proc = self.topology.shared_fs is True
+            self._engine = engine
+        return self._engine, self.topology
+
+    def _topology_header(self) -> list[str]:
+        """The header's engine line: measured when the suite will run (an image is given), else at first use."""
+        if not self.settings.images:
+            return []
+        with self._lock:
+            try:
+                _engine, topology = self._measure()
+            except EngineError as exc:
+                return [f"sagemaker-contract: {exc}"]
+            endpoint = self._platform.container_s3_endpoint if self._platform is not None else None
+        data_path = choose_data_path(self.settings.data_path, topology)
+        return [topology.header(data_path, self.settings.data_path != "auto", endpoint)]
 
     def platform(self) -> TrainingPlatform:
         with self._lock:
@@ -63,16 +95,11 @@ class SageMakerSession:
                 pytest.fail(self._error, pytrace=False)
             if self._platform is None:
                 try:
-                    engine = Engine()
+                    engine, topology = self._measure()
                 except EngineError as exc:
                     self._error = f"sagemaker-contract: {exc}"
                     pytest.fail(self._error, pytrace=False)
-                if not self.settings.keep:  # kept resources carry no owner: only the user removes them
-                    engine.default_labels.update(current_owner().labels())
-                if self.tag:
-                    engine.default_labels[LABEL_TAG] = self.tag
-                self.reaped = reap_dead_sessions(engine)
-                gateway = engine.bridge_gateway()
+                gateway = topology.gateway
                 s3 = S3Server(host=gateway or "127.0.0.1").start()
                 workdir = Path(tempfile.mkdtemp(prefix=f"sm-contract-{self.run_id}-"))
                 if not self.settings.keep:
@@ -84,12 +111,14 @@ class SageMakerSession:
                     run_id=self.run_id,
                     keep=self.settings.keep,
                     grace_s=self.settings.grace_s,
-                    default_network=None if gateway else "none",
+                    # No address here: containers still get the engine's bridge (peers, the outside), not S3.
+                    default_network=None if gateway or topology.has_bridge else "none",
                     container_s3_endpoint=s3.endpoint_url if gateway else None,
                     gpus=self.settings.gpus,
                     region=self.settings.region,
                     set_region_env=self.settings.set_region_env,
                     resource_limits=self.settings.resources,
+                    data_path=choose_data_path(self.settings.data_path, topology),
                 )
             return self._platform
 

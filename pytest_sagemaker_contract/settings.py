@@ -177,6 +177,13 @@ def _command(opt: Option, value: Any) -> str:
     return str(value)
 
 
+def _data_path(opt: Option, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in ("auto", "bind", "engine"):
+        raise pytest.UsageError(f"{opt.flag} {value}: expected auto, bind or engine")
+    return text
+
+
 def _on_off(opt: Option, value: Any) -> bool:
     text = str(value).strip().lower()
     if text not in ("on", "off"):
@@ -361,6 +368,14 @@ OPTIONS: tuple[Option, ...] = (
         metavar="on|off",
     ),
     Option(
+        "sm_data_path",
+        "data_path",
+        "how /opt/ml reaches containers: auto (default: bind mounts where the engine shares this filesystem and "
+        "pytest is root, else the Docker API), bind, or engine (volumes and archives, any engine)",
+        _data_path,
+        metavar="auto|bind|engine",
+    ),
+    Option(
         "sm_gpu_probe",
         "gpu_probe",
         "SM-GPU-VISIBLE: also run CMD with sh -c in the container; it must exit 0",
@@ -402,6 +417,10 @@ class Settings:
     resources: bool = True
     #: None: derived from the host (see `concurrency.default_parallel`).
     parallel: int | None = None
+    #: --sm-data-path: auto | bind | engine.
+    data_path: str = "auto"
+    #: Lines the session adds to the header (the measured engine topology); set by the session.
+    platform_header: Callable[[], list[str]] | None = None
     #: Each given option's raw value and where it came from (the flag or the ini key), for the report header.
     given: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
@@ -417,6 +436,8 @@ class Settings:
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
             shown.append(f"{name}={text} ({source})")
         lines = ["sagemaker-contract: " + ", ".join(shown)]
+        if self.platform_header is not None:
+            lines.extend(self.platform_header())
         if self.job_request is not None:
             try:
                 skipped = parse_request(self.job_request, image="x").not_simulated

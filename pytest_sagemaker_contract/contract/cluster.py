@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..platform.data_path import ENGINE, PIPE_UNAVAILABLE
 from .suite import Suite, check
 
 
@@ -39,6 +40,12 @@ def sm_data_modes(sm_contract: Suite) -> None:
         sm_contract.says("File: the only mode the job declares, proven by SM-RUN-DEFAULT (try --sm-input-modes)")
         return
     sm_contract.depends_on_default()
+    unavailable = ""
+    if "Pipe" in modes and getattr(sm_contract.platform, "data_path", "bind") == ENGINE:
+        modes = [m for m in modes if m != "Pipe"]
+        unavailable = f"; Pipe not tried: {PIPE_UNAVAILABLE}"
+        if not modes:
+            sm_contract.skip(f"Pipe: {PIPE_UNAVAILABLE}")
     done = []
     runs: list[dict[str, Any]] = []
     for mode in modes:
@@ -61,7 +68,7 @@ def sm_data_modes(sm_contract: Suite) -> None:
                 result,
             )
         done.append(f"{mode} {result.timeline.training_seconds or 0:.1f} s")
-    sm_contract.says("Completed under " + ", ".join(done))
+    sm_contract.says("Completed under " + ", ".join(done) + unavailable)
 
 
 @check(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import filecmp
 import os
 import tarfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,19 +68,40 @@ def merge_roots(roots: Sequence[Path]) -> Merged:
     return merged
 
 
-def pack_and_upload(s3: S3Server, roots: Sequence[Path], uri: str, *, always: bool = False) -> Merged:
+def pack_and_upload(
+    s3: S3Server,
+    roots: Sequence[Path],
+    uri: str,
+    *,
+    always: bool = False,
+    metadata: Mapping[str, tuple[int, int, int, str, str]] | None = None,
+) -> Merged:
     """Merge `roots` into one tar.gz uploaded to `uri`.
 
     `always` uploads an archive even when it holds no file, as SageMaker uploads model.tar.gz from an
-    empty /opt/ml/model; output.tar.gz is only written when it holds files.
+    empty /opt/ml/model; output.tar.gz is only written when it holds files. `metadata` (path on disk ->
+    mode, uid, gid, user, group) is what an entry really was in the container, where the copy on disk
+    differs (the engine data path), so the archive holds it as the container wrote it.
     """
+    real = metadata or {}
+
+    def as_written(path: Path) -> Callable[[tarfile.TarInfo], tarfile.TarInfo]:
+        def apply(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            found = real.get(str(path))
+            if found is not None:
+                info.mode, info.uid, info.gid, info.uname, info.gname = found
+                info.mode &= 0o7777
+            return info
+
+        return apply
+
     merged = merge_roots(roots)
     if not merged.files and not always:
         return merged
     archive = roots[0].parent / f".{Path(uri).name}"
     with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
         for path, name in merged.entries:
-            tar.add(path, arcname=name, recursive=False)
+            tar.add(path, arcname=name, recursive=False, filter=as_written(path))
     s3.upload_file(archive, uri)
     archive.unlink()
     return merged

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from .s3 import S3Server, parse_s3_uri, relative_key
@@ -19,7 +20,11 @@ class CheckpointSync:
     synced) and once more after the container exits.
     """
 
-    def __init__(self, s3: S3Server, uri: str, local: Path, interval_s: float = 1.0) -> None:
+    def __init__(
+        self, s3: S3Server, uri: str, local: Path, interval_s: float = 1.0, pull: Callable[[], None] | None = None
+    ) -> None:
+        #: Called before each sync to bring `local` up to date (the engine data path copies it out of the container).
+        self.pull = pull
         self.s3 = s3
         self.uri = uri.rstrip("/")
         self.local = local
@@ -54,6 +59,8 @@ class CheckpointSync:
 
     def sync(self) -> None:
         with self._lock:
+            if self.pull is not None:
+                self.pull()
             self.s3.ensure_bucket(self.bucket)
             seen: dict[str, tuple[int, int]] = {}
             for root, _dirs, files in os.walk(self.local):

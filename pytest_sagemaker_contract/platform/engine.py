@@ -64,6 +64,9 @@ class Engine:
         self.default_labels: dict[str, str] = {}
         self._images: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        #: Whether a container's Pid names a process in this machine's /proc (False once the session
+        #: measured that the engine does not share this filesystem: it may be another machine).
+        self.local_proc = True
 
     # -- images ---------------------------------------------------------------------------
 
@@ -107,6 +110,7 @@ class Engine:
         network: str | None,
         aliases: Sequence[str] = (),
         extra: Mapping[str, Any] | None = None,
+        mounts: Sequence[Any] = (),
     ) -> str:
         """Create the container exactly like `docker run [--entrypoint E] IMAGE [ARGS...]`, without `--init`.
 
@@ -115,6 +119,8 @@ class Engine:
         extra_kwargs = dict(extra or {})
         all_binds = {k: dict(v) for k, v in binds.items()}
         all_binds.update({k: dict(v) for k, v in extra_kwargs.pop("binds", {}).items()})
+        if mounts:
+            extra_kwargs["mounts"] = list(mounts)
         host_config = self.api.create_host_config(
             binds=all_binds,
             init=False,
@@ -185,7 +191,7 @@ class Engine:
         """
         status = ""
         try:
-            pid = int(self.state(container_id).get("Pid") or 0)
+            pid = int(self.state(container_id).get("Pid") or 0) if self.local_proc else 0
             if pid > 0:
                 with open(f"/proc/{pid}/status") as fh:
                     status = fh.read()
@@ -222,6 +228,26 @@ class Engine:
         output: bytes = self.api.exec_start(exec_id)
         code = self.api.exec_inspect(exec_id).get("ExitCode")
         return int(code if code is not None else -1), output.decode("utf-8", "replace")
+
+    def put_archive(self, container_id: str, path: str, data: Any) -> None:
+        """Extract a tar stream (bytes or a file object) at `path` in the container (started or not)."""
+        try:
+            ok = self.api.put_archive(container_id, path, data)
+        except Exception as exc:
+            raise EngineError(f"the engine refused to copy into {container_id[:12]} at {path}: {exc}") from None
+        if not ok:
+            raise EngineError(f"the engine refused to copy into container {container_id[:12]} at {path}")
+
+    def create_volume(self, name: str, labels: Mapping[str, str]) -> str:
+        try:
+            created = self.api.create_volume(name, labels={LABEL: "1", **self.default_labels, **labels})
+        except Exception as exc:
+            raise EngineError(f"the engine refused to create volume {name}: {exc}") from None
+        return str(created["Name"])
+
+    def remove_volume(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.api.remove_volume(name, force=True)
 
     # -- networks -------------------------------------------------------------------------
 
@@ -290,6 +316,10 @@ class Engine:
         for network in self.api.networks(filters=flt):
             self.remove_network(network["Id"])
             removed += 1
+        for volume in self.api.volumes(filters=flt).get("Volumes") or []:
+            with contextlib.suppress(docker.errors.APIError):
+                self.remove_volume(volume["Name"])
+                removed += 1
         return removed
 
     # -- faults ---------------------------------------------------------------------------

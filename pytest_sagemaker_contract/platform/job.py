@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -30,6 +29,17 @@ from .channels import (
     stage_local,
 )
 from .checkpoints import CheckpointSync
+from .data_path import (
+    ENGINE,
+    PIPE_UNAVAILABLE,
+    ArchiveMeta,
+    collect_dir,
+    engine_mounts,
+    fill_volume,
+    put_input,
+    remove_tree,
+    replace_dir,
+)
 from .engine import LABEL_JOB, LABEL_RUN, EngineError
 from .gpu import gpu_plan
 from .instances import engine_capacity, resource_plan
@@ -74,6 +84,8 @@ class _HostRun:
         self.name = ""
         self.channels: list[StagedChannel] = []
         self.feeders: list[PipeFeeder] = []
+        #: Engine data path: FastFile channel -> the volume mounted read-only at its directory.
+        self.fast_volumes: dict[str, str] = {}
         self.log_thread: threading.Thread | None = None
 
     def stop_feeders(self) -> None:
@@ -91,6 +103,8 @@ class TrainingJob:
         local_channels: Mapping[str, Path] | None = None,
         gpus: str | None = None,
     ) -> None:
+        if platform.data_path == ENGINE and any(c.input_mode == "Pipe" for c in spec.channels):
+            raise EngineError(PIPE_UNAVAILABLE)
         self.platform = platform
         self.spec = spec
         self.gpus = gpus or platform.gpus
@@ -121,6 +135,7 @@ class TrainingJob:
         self._done = threading.Event()
         self._stop_lock = threading.Lock()
         self._stop_reason: str | None = None
+        self._kill_lock = threading.Lock()
         #: When SIGKILL is due (epoch seconds) once a stop was requested.
         self.kill_due: float | None = None
         self._client_error: str | None = None
@@ -130,6 +145,11 @@ class TrainingJob:
         self._kill_timer: threading.Timer | None = None
         self._failure: tuple[str, int | None] | None = None
         self._checkpoints: list[CheckpointSync] = []
+        #: /opt/ml moves through the Docker API (volumes, archives) rather than bind mounts (data_path.py).
+        self._engine_path = platform.data_path == ENGINE
+        self._volumes: list[str] = []
+        #: Engine data path: the real mode and owner of every collected artifact, for packing them intact.
+        self._meta: ArchiveMeta = {}
 
     @classmethod
     def launch(
@@ -175,6 +195,15 @@ class TrainingJob:
                 run.layout.channel_dir(name).mkdir(parents=True, exist_ok=True)
             direct = {n: p for n, p in self._local_direct.items() if n in read_only}
             run.name = f"sm-{spec.name[:40]}-{run.host.name}-{self._suffix}"
+            binds = run.layout.binds(read_only, direct)
+            mounts: list[object] = []
+            if self._engine_path:
+                for name in read_only:
+                    volume = f"{run.name}-{name[:40]}"
+                    run.fast_volumes[name] = engine.create_volume(volume, labels)
+                    self._volumes.append(volume)
+                binds = {}
+                mounts = list(engine_mounts(run.layout, run.fast_volumes))
             run.container_id = engine.create(
                 image=spec.image,
                 name=run.name,
@@ -182,7 +211,8 @@ class TrainingJob:
                 entrypoint=spec.entrypoint,
                 command=command,
                 environment=env,
-                binds=run.layout.binds(read_only, direct),
+                binds=binds,
+                mounts=mounts,
                 labels={**labels, "sm-contract.host": run.host.name},
                 network=network,
                 aliases=(run.host.name,),
@@ -212,10 +242,16 @@ class TrainingJob:
             for run in self._hosts:
                 assert run.layout.checkpoints is not None
                 sync = CheckpointSync(
-                    self.platform.s3, spec.checkpoint.s3_uri, run.layout.checkpoints, self.platform.checkpoint_sync_s
+                    self.platform.s3,
+                    spec.checkpoint.s3_uri,
+                    run.layout.checkpoints,
+                    self.platform.checkpoint_sync_s,
+                    pull=self._checkpoint_pull(run) if self._engine_path else None,
                 )
                 sync.restore()
                 self._checkpoints.append(sync)
+        if self._engine_path:
+            self._put_inputs()
         self.secondary_status = "Training"
 
         def start(run: _HostRun) -> None:
@@ -241,6 +277,47 @@ class TrainingJob:
         for sync in self._checkpoints:
             sync.start()
 
+    def _checkpoint_pull(self, run: _HostRun) -> Callable[[], None]:
+        def pull() -> None:
+            if run.container_id is not None and run.layout.checkpoints is not None:
+                assert run.layout.checkpoint_local_path is not None
+                local = run.layout.checkpoint_local_path
+                replace_dir(self.platform.engine, run.container_id, local, run.layout.checkpoints)
+
+        return pull
+
+    def _put_inputs(self) -> None:
+        """Engine data path, before the start: FastFile volumes filled, /opt/ml/input and checkpoints put in."""
+        engine = self.platform.engine
+        labels = {LABEL_RUN: self.platform.run_id, LABEL_JOB: f"{self.spec.name}-{self._suffix}"}
+
+        def put(run: _HostRun) -> None:
+            assert run.container_id is not None
+            for name, volume in run.fast_volumes.items():
+                direct = self._local_direct.get(name)
+                source = direct if direct is not None and direct.is_dir() else run.layout.channel_dir(name)
+                fill_volume(engine, self.spec.image, volume, source, labels, self.job_dir)
+            put_input(engine, run.container_id, run.layout, tuple(run.fast_volumes), self.job_dir)
+
+        futures = [self.platform.pool.submit(put, run) for run in self._hosts[1:]]
+        put(self._hosts[0])
+        for future in futures:
+            future.result()
+
+    def _collect(self) -> list[str]:
+        """Engine data path, after the exit: /opt/ml/model and /opt/ml/output copied out of every container."""
+        engine = self.platform.engine
+        problems: list[str] = []
+        for run in self._hosts:
+            if run.container_id is None or self._client_error is not None:
+                continue
+            for path, dest in (("/opt/ml/model", run.layout.model), ("/opt/ml/output", run.layout.output)):
+                try:
+                    self._meta.update(collect_dir(engine, run.container_id, path, dest))
+                except Exception as exc:
+                    problems.append(f"{path} of {run.host.name} could not be copied out ({type(exc).__name__}: {exc})")
+        return problems
+
     def _network(self, labels: Mapping[str, str]) -> str | None:
         """Without isolation, a single host joins the default bridge. Otherwise the job gets a network of its own
         with the hosts as aliases, internal under isolation (one host included): every host resolves its own
@@ -260,7 +337,7 @@ class TrainingJob:
             for name, source in self._local.items():
                 channel = next(c for c in spec.channels if c.name == name)
                 if name in self._local_direct:
-                    if channel.input_mode == "File":
+                    if channel.input_mode == "File" and not self._engine_path:  # the engine path copies, never links
                         self._fingerprints.update(source_fingerprint(source))
                     continue
                 self.platform.upload_once(source, channel.s3_uri)
@@ -420,6 +497,8 @@ class TrainingJob:
     def _finish(self) -> None:
         if self._kill_timer is not None:
             self._kill_timer.cancel()
+        with self._kill_lock:  # a SIGKILL in flight: let it record which hosts it killed
+            pass
         for run in self._hosts:
             run.stop_feeders()
         exits = [r.exited_at for r in self._hosts if r.exited_at is not None]
@@ -443,6 +522,7 @@ class TrainingJob:
         oom = False
         host_results: list[HostResult] = []
         removals: list[Future[None]] = []
+        collect_problems = self._collect() if self._engine_path else []
         for run in self._hosts:
             if run.container_id is not None and run.start_error is None and self._client_error is None:
                 with contextlib.suppress(Exception):
@@ -465,9 +545,11 @@ class TrainingJob:
                 )
             )
         self.secondary_status = "Uploading"
-        model = pack_and_upload(s3, [r.layout.model for r in self._hosts], model_uri, always=True)
+        model = pack_and_upload(s3, [r.layout.model for r in self._hosts], model_uri, always=True, metadata=self._meta)
         output_uri: str | None = f"{base}/output.tar.gz"
-        output = pack_and_upload(s3, [r.layout.output_data for r in self._hosts], f"{base}/output.tar.gz")
+        output = pack_and_upload(
+            s3, [r.layout.output_data for r in self._hosts], f"{base}/output.tar.gz", metadata=self._meta
+        )
         if not output.files:
             output_uri = None
         for future in removals:
@@ -475,6 +557,10 @@ class TrainingJob:
                 future.result()
         if self._network_id is not None and not self.platform.keep:
             self.platform.engine.remove_network(self._network_id)
+        if not self.platform.keep:
+            for volume in self._volumes:
+                with contextlib.suppress(Exception):
+                    engine.remove_volume(volume)
         verdict = decide_verdict(
             host_results,
             client_error=self._client_error,
@@ -484,6 +570,7 @@ class TrainingJob:
         )
         engine_faults = [r.engine_fault for r in self._hosts if r.engine_fault is not None]
         warnings = [f"engine fault, not the image's: {fault}" for fault in engine_faults]
+        warnings.extend(collect_problems)
         warnings.extend(self._log_warnings)
         for run in self._hosts:
             if run.log_error is not None and run.engine_fault is None:
@@ -502,7 +589,7 @@ class TrainingJob:
             job_dir: Path | None = self.job_dir
         else:
             job_dir = None
-            shutil.rmtree(self.job_dir, ignore_errors=True)
+            remove_tree(self.job_dir)
         self.timeline.finished = time.time()
         result = TrainingJobResult(
             TrainingJobName=spec.name,
@@ -592,12 +679,13 @@ class TrainingJob:
                 self.timeline.process_tree_at_kill = engine.top(first.container_id)
             if self._done.wait(max(0.0, deadline - time.time())):
                 return
-            for run in running:
-                if run.exit_code is None and run.container_id is not None:
-                    self.timeline.sigkill_sent = self.timeline.sigkill_sent or time.time()
-                    run.sigkill_sent = True
-                    if engine.kill(run.container_id, "SIGKILL"):
-                        run.killed = True
+            with self._kill_lock:  # _finish waits for this, so the result knows which hosts were killed
+                for run in running:
+                    if run.exit_code is None and run.container_id is not None:
+                        self.timeline.sigkill_sent = self.timeline.sigkill_sent or time.time()
+                        run.sigkill_sent = True
+                        if engine.kill(run.container_id, "SIGKILL"):
+                            run.killed = True
 
         self._kill_timer = threading.Timer(max(0.0, grace - 0.5), kill)
         self._kill_timer.daemon = True

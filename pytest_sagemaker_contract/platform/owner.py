@@ -86,6 +86,12 @@ def reap_dead_sessions(engine: Engine, tempdir: Path | None = None) -> list[str]
         if owner is not None and owner.is_dead():
             engine.remove_network(network["Id"])
             removed.append(f"network {network.get('Name', network['Id'][:12])}")
+    for volume in engine.api.volumes(filters={"label": LABEL}).get("Volumes") or []:
+        owner = Owner.from_mapping(volume.get("Labels") or {})
+        if owner is not None and owner.is_dead():
+            with contextlib.suppress(Exception):
+                engine.remove_volume(volume["Name"])
+                removed.append(f"volume {volume['Name']}")
     root = tempdir or Path(tempfile.gettempdir())
     for workdir in root.glob(WORKDIR_GLOB):
         with contextlib.suppress(OSError, ValueError):

@@ -56,6 +56,7 @@ class PlatformResources:
         container_s3_endpoint: str | None = None,
         gpus: str = "auto",
         resource_limits: bool = True,
+        data_path: str = "bind",
     ) -> None:
         self.engine = engine
         self.s3 = s3
@@ -72,6 +73,9 @@ class PlatformResources:
         self.gpus = gpus
         #: Give containers the instance type's vCPUs and memory (--sm-resources); off where limits can't hold.
         self.resource_limits = resource_limits
+        #: How bytes reach /opt/ml: "bind" (host directories, local engine as root) or "engine" (volumes and
+        #: the archive endpoints, any engine); see data_path.py.
+        self.data_path = data_path
         self._gpu_detection: GpuDetection | None = None
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sm-platform")
         self._uploaded: set[tuple[str, str]] = set()

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET
+from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingPlatform
+
+
+@contextlib.contextmanager
+def local_platform(workdir: Path, grace_s: float) -> Iterator[TrainingPlatform]:
+    """A platform on the local engine with its own S3 (the generated-URI bucket made), closed after use."""
+    engine = Engine()
+    s3 = S3Server().start()
+    s3.ensure_bucket(CHANNEL_BUCKET)
+    plat = TrainingPlatform(engine, s3, workdir, grace_s=grace_s)
+    try:
+        yield plat
+    finally:
+        plat.close()
+        s3.stop()
+        engine.client.close()
 
 
 def outcomes_by_check(report: dict[str, Any], image_index: int = 0) -> dict[str, tuple[str, str]]:

@@ -16,10 +16,12 @@ import pytest
 
 from pytest_sagemaker_contract.contract.stopping import _stopped_verdict
 from pytest_sagemaker_contract.contract.suite import CheckNote, Suite
-from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overrides
-from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingJobResult, TrainingPlatform
+from pytest_sagemaker_contract.jobs import job_name, with_overrides
+from pytest_sagemaker_contract.platform import TrainingJobResult, TrainingPlatform
 from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
+
+from .conftest_helpers import local_platform
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"
 
@@ -28,14 +30,8 @@ pytestmark = pytest.mark.usefixtures("no_leftovers")
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
-    engine = Engine()
-    s3 = S3Server().start()
-    s3.ensure_bucket(CHANNEL_BUCKET)
-    plat = TrainingPlatform(engine, s3, tmp_path_factory.mktemp("platform"), grace_s=60)
-    yield plat
-    plat.close()
-    s3.stop()
-    engine.client.close()
+    with local_platform(tmp_path_factory.mktemp("platform"), grace_s=60) as plat:
+        yield plat
 
 
 @pytest.fixture(scope="module")

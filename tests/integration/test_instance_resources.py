@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
-from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overrides
-from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingJobResult, TrainingPlatform
+from pytest_sagemaker_contract.jobs import job_name, with_overrides
+from pytest_sagemaker_contract.platform import TrainingJobResult, TrainingPlatform
 from pytest_sagemaker_contract.platform.instances import GIB, INSTANCE_RESOURCES, host_capacity
 from pytest_sagemaker_contract.platform.result import OOM_REASON
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request, training_instance_types
+
+from .conftest_helpers import local_platform
 
 IMAGE = Path(__file__).resolve().parents[1] / "images" / "memory-hog"
 #: The smallest-memory training type (4 GiB), so the out-of-memory test holds as little as it can.
@@ -24,14 +26,8 @@ pytestmark = pytest.mark.usefixtures("no_leftovers")
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
-    engine = Engine()
-    s3 = S3Server().start()
-    s3.ensure_bucket(CHANNEL_BUCKET)
-    plat = TrainingPlatform(engine, s3, tmp_path_factory.mktemp("resources"), grace_s=10)
-    yield plat
-    plat.close()
-    s3.stop()
-    engine.client.close()
+    with local_platform(tmp_path_factory.mktemp("resources"), grace_s=10) as plat:
+        yield plat
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,10 @@ import pytest
 from pytest_sagemaker_contract.platform import Engine, S3Server
 from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 from pytest_sagemaker_contract.platform.layout import HostLayout
-from pytest_sagemaker_contract.platform.pipes import PipeFeeder, PipeOptions, epoch_items, pipe_feeder
-from pytest_sagemaker_contract.spec import DEFAULT_ROLE_ARN, ChannelSpec
+from pytest_sagemaker_contract.platform.pipes import PipeFeeder, epoch_items
+from pytest_sagemaker_contract.spec import ChannelSpec
+
+from ..unit.pipe_helpers import feeder_for, host
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"
 BUCKET = "pipe-mode-tests"
@@ -105,25 +107,6 @@ def run_reader(
     finally:
         feeder.stop()
         engine.remove(container)
-
-
-def host(tmp_path: Path) -> HostLayout:
-    layout = HostLayout(tmp_path / "algo-1", None)
-    layout.create()
-    return layout
-
-
-def feeder_for(s3: S3Server, layout: HostLayout, channel: ChannelSpec, **options: Any) -> PipeFeeder:
-    return pipe_feeder(
-        s3,
-        channel,
-        layout.data,
-        host_index=0,
-        host_count=1,
-        role_arn=DEFAULT_ROLE_ARN,
-        region="us-east-1",
-        options=PipeOptions(**options),
-    )
 
 
 def epochs(layout: HostLayout, count: int = 3) -> list[bytes]:

@@ -18,7 +18,7 @@ from .conftest_helpers import run_checks
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "toolkit-script-mode"
 SHORT = (
-    str(EXAMPLE.parent),  # a directory without tests, so pyproject's testpaths add nothing
+    str(EXAMPLE),  # a directory without tests, so pyproject's testpaths add nothing
     f"--sm-job={EXAMPLE / 'job.json'}",
     f"--sm-channel=train={EXAMPLE / 'data'}",
     "--sm-grace=10",

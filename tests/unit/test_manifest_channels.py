@@ -9,15 +9,14 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pytest_sagemaker_contract.platform import S3Server
 from pytest_sagemaker_contract.platform.channels import ChannelError, stage_channel
-from pytest_sagemaker_contract.platform.layout import HostLayout
-from pytest_sagemaker_contract.platform.pipes import PipeFeeder, PipeOptions, pipe_feeder
 from pytest_sagemaker_contract.spec import DEFAULT_ROLE_ARN, ChannelSpec
+
+from .pipe_helpers import feeder_for, host
 
 BUCKET = "pipe-mode-tests"
 
@@ -36,25 +35,6 @@ def seed(s3: S3Server, objects: dict[str, bytes]) -> str:
     for key, body in objects.items():
         s3.client().put_object(Bucket=BUCKET, Key=f"{prefix}/{key}", Body=body)
     return f"s3://{BUCKET}/{prefix}"
-
-
-def host(tmp_path: Path) -> HostLayout:
-    layout = HostLayout(tmp_path / "algo-1", None)
-    layout.create()
-    return layout
-
-
-def feeder_for(s3: S3Server, layout: HostLayout, channel: ChannelSpec, **options: Any) -> PipeFeeder:
-    return pipe_feeder(
-        s3,
-        channel,
-        layout.data,
-        host_index=0,
-        host_count=1,
-        role_arn=DEFAULT_ROLE_ARN,
-        region="us-east-1",
-        options=PipeOptions(**options),
-    )
 
 
 def test_manifest_file_in_file_mode_stages_relative_names(s3: S3Server, tmp_path: Path) -> None:

@@ -1,0 +1,385 @@
+"""How bytes reach /opt/ml: the one module that knows (design.md, "data_path").
+
+Two shapes, chosen once per session from measured facts (`detect_topology`, `choose_data_path`):
+
+- `bind`: host directories bind-mounted and local channels hard-linked (the fast path). Only where the
+  engine sees this process's filesystem and this process is root (a non-root user could neither read
+  nor delete what root containers write into bind-mounted directories).
+- `engine`: no host path reaches the engine. Per host, /opt/ml/{input,model,output} and the checkpoint
+  path are anonymous volumes (no copy of what the image ships there, so they are mounted over as on
+  SageMaker); /opt/ml/input (config files, File-mode channels) and restored checkpoints are put into
+  the created container with the archive endpoint before it starts; each FastFile channel is a volume
+  filled through a loader container that is never started, then mounted read-only; model, output and
+  failure file come back with the archive endpoint after the container exits (root-owned 0600 files
+  and setuid bits arrive intact), checkpoints during training too. Pipe mode (FIFOs fed from this
+  process) is not available on this path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+from docker.types import Mount
+
+from .engine import LABEL, LABEL_RUN, Engine, EngineError
+from .layout import OPT_ML, HostLayout
+
+__all__ = [
+    "BIND",
+    "DATA_PATHS",
+    "ENGINE",
+    "PIPE_UNAVAILABLE",
+    "ArchiveMeta",
+    "Topology",
+    "choose_data_path",
+    "collect_dir",
+    "detect_topology",
+    "engine_mounts",
+    "fill_volume",
+    "put_input",
+    "remove_tree",
+    "replace_dir",
+]
+
+BIND = "bind"
+ENGINE = "engine"
+#: --sm-data-path values; `auto` picks from the measured topology.
+DATA_PATHS = ("auto", BIND, ENGINE)
+PIPE_UNAVAILABLE = (
+    "Pipe mode is not available on the engine data path (its FIFOs are fed from this process, which the engine's "
+    "containers cannot share); it is tested where the engine shares this filesystem and pytest runs as root"
+)
+_MARKER_TARGET = "/sm-contract-marker"
+#: What `collect_dir` read of each file from the container: mode, uid, gid, uname, gname (for packing intact).
+ArchiveMeta = dict[str, tuple[int, int, int, str, str]]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """What this session measured about its engine."""
+
+    engine_url: str
+    #: True: a file this process wrote was read back from a container; False: it was not; None: could not tell.
+    shared_fs: bool | None
+    fs_reason: str
+    #: The engine's bridge gateway when it is an address of this machine (containers reach us there).
+    gateway: str | None
+    #: Whether the engine has a default bridge at all (`dockerd --bridge=none` has none).
+    has_bridge: bool
+    root: bool
+
+    def header(self, data_path: str, forced: bool, s3_endpoint: str | None) -> str:
+        """One line for the report header: what was measured and which data path and S3 path follow."""
+        parts = [f"sagemaker-contract: engine {self.engine_url}"]
+        if self.shared_fs:
+            fs = "filesystem shared"
+            if not self.root:
+                fs += " but pytest is not root (root-written files would be unreadable and undeletable here)"
+        elif self.shared_fs is False:
+            fs = f"filesystem not shared ({self.fs_reason})"
+        else:
+            fs = f"filesystem sharing unknown ({self.fs_reason})"
+        how = "bind mounts" if data_path == BIND else "/opt/ml moves through the Docker API (volumes, archives)"
+        parts.append(f"{fs}: {how}{' (forced by --sm-data-path)' if forced else ''}")
+        if data_path == BIND and self.shared_fs is not True:
+            parts.append("WARNING: bind mounts of paths the engine may not see give empty /opt/ml directories")
+        if self.gateway:
+            parts.append(f"S3 reachable from containers at {s3_endpoint or self.gateway}")
+        else:
+            why = "its bridge has no address on this machine" if self.has_bridge else "the engine has no bridge"
+            parts.append(
+                f"S3 not reachable from containers ({why}): images that call S3 themselves cannot be tested here"
+            )
+        return parts[0] + ": " + "; ".join(parts[1:])
+
+
+def _engine_url(engine: Engine) -> str:
+    host = os.environ.get("DOCKER_HOST")
+    if host:
+        return host
+    base = str(getattr(engine.api, "base_url", ""))
+    return "unix:///var/run/docker.sock" if base.startswith("http+docker://") else base
+
+
+def _has_bridge(engine: Engine) -> bool:
+    try:
+        engine.api.inspect_network("bridge")
+    except Exception:
+        return False
+    return True
+
+
+def _probe_image(engine: Engine, preferred: Iterable[str]) -> str | None:
+    for image in preferred:
+        with contextlib.suppress(Exception):
+            engine.api.inspect_image(image)
+            return image
+    try:
+        images = engine.api.images()
+    except Exception:
+        return None
+    for data in images:
+        tags = [t for t in data.get("RepoTags") or [] if t != "<none>:<none>"]
+        if tags:
+            return str(tags[0])
+    return str(images[0]["Id"]) if images else None
+
+
+def _shared_filesystem(engine: Engine, run_id: str, images: Iterable[str]) -> tuple[bool | None, str]:
+    """Create (never start) a container with a bind mount of a marker file written here; read it back."""
+    image = _probe_image(engine, images)
+    if image is None:
+        return None, "the engine has no image to probe with"
+    payload = os.urandom(16).hex().encode()
+    fd, marker = tempfile.mkstemp(prefix="sm-contract-marker-")
+    try:
+        os.write(fd, payload)
+        os.close(fd)
+        os.chmod(marker, 0o644)
+        host_config = engine.api.create_host_config(
+            mounts=[Mount(_MARKER_TARGET, marker, type="bind", read_only=True)], network_mode="none"
+        )
+        try:
+            created = engine.api.create_container(
+                image,
+                command=["true"],
+                labels={LABEL: "1", **engine.default_labels, LABEL_RUN: run_id},
+                host_config=host_config,
+            )
+        except docker.errors.APIError as exc:
+            text = str(exc.explanation or exc)
+            if "does not exist" in text or "not found" in text.lower():
+                return False, "a file written here does not exist for the engine"
+            return None, f"the probe container was refused: {text[:200]}"
+        try:
+            stream, _stat = engine.api.get_archive(created["Id"], _MARKER_TARGET)
+            data = b"".join(stream)
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                member = tar.next()
+                handle = tar.extractfile(member) if member is not None else None
+                seen = handle.read() if handle is not None else b""
+        except Exception as exc:
+            return None, f"the marker could not be read back ({type(exc).__name__})"
+        finally:
+            with contextlib.suppress(Exception):
+                engine.remove(created["Id"])
+        if seen == payload:
+            return True, "a file written here was read back from a container"
+        return False, "a file written here reads differently in a container"
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(marker)
+
+
+def detect_topology(engine: Engine, run_id: str, images: Iterable[str] = ()) -> Topology:
+    """Measure, once per session: does the engine see this filesystem, can its containers reach this process."""
+    shared, reason = _shared_filesystem(engine, run_id, images)
+    return Topology(
+        engine_url=_engine_url(engine),
+        shared_fs=shared,
+        fs_reason=reason,
+        gateway=engine.bridge_gateway(),
+        has_bridge=_has_bridge(engine),
+        root=os.geteuid() == 0,
+    )
+
+
+def choose_data_path(requested: str, topology: Topology) -> str:
+    """`auto`: bind mounts only where they are safe (shared filesystem and root), else the engine path."""
+    if requested in (BIND, ENGINE):
+        return requested
+    return BIND if topology.shared_fs and topology.root else ENGINE
+
+
+# -- the engine path ------------------------------------------------------------------------------
+
+
+def engine_mounts(layout: HostLayout, fastfile_volumes: Mapping[str, str]) -> list[Mount]:
+    """Anonymous volumes over the platform's directories (removed with the container), FastFile volumes read-only."""
+    targets = [f"{OPT_ML}/input", f"{OPT_ML}/model", f"{OPT_ML}/output"]
+    if layout.checkpoint_local_path:
+        targets.append(layout.checkpoint_local_path)
+    mounts = [Mount(t, None, type="volume", no_copy=True) for t in targets]
+    for name, volume in fastfile_volumes.items():
+        mounts.append(Mount(f"{OPT_ML}/input/data/{name}", volume, type="volume", read_only=True))
+    return mounts
+
+
+def _dir_info(name: str, mode: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = mode
+    info.mtime = int(time.time())
+    return info
+
+
+def _add_tree(tar: tarfile.TarFile, source: Path, arcname: str, dir_mode: int | None = None) -> None:
+    """`source` (file or directory, recursively) at `arcname`, owned by root, modes kept (directories: `dir_mode`)."""
+
+    def as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        if info.isdir() and dir_mode is not None:
+            info.mode = dir_mode
+        return info
+
+    tar.add(source, arcname=arcname, filter=as_root)
+
+
+def put_input(
+    engine: Engine, container_id: str, layout: HostLayout, skip_channels: Iterable[str], scratch: Path
+) -> None:
+    """Before the start: /opt/ml/input (config files, File-mode channels), the empty model/output directories
+    (world-writable, for images with a non-root USER) and the restored checkpoints, in one archive."""
+    skip = {str(layout.channel_dir(n)) for n in skip_channels}
+    archive = scratch / f".input-{container_id[:12]}.tar"
+    root = OPT_ML.lstrip("/")
+    with tarfile.open(archive, "w") as tar:
+        for name, mode in (("input", 0o777), ("input/config", 0o755), ("input/data", 0o777)):
+            tar.addfile(_dir_info(f"{root}/{name}", mode))
+        for path in sorted(layout.config.iterdir()):
+            if path.is_file():
+                _add_tree(tar, path, f"{root}/input/config/{path.name}")
+        for path in sorted(layout.data.iterdir()) if layout.data.is_dir() else []:
+            if str(path) in skip:
+                continue
+            _add_tree(tar, path, f"{root}/input/data/{path.name}", 0o777 if path.is_dir() else None)
+        for name in ("model", "output", "output/data"):
+            tar.addfile(_dir_info(f"{root}/{name}", 0o777))
+        if layout.checkpoints is not None and layout.checkpoint_local_path is not None:
+            _add_tree(tar, layout.checkpoints, layout.checkpoint_local_path.strip("/"), 0o777)
+    try:
+        with open(archive, "rb") as fh:
+            engine.put_archive(container_id, "/", fh)
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+def fill_volume(
+    engine: Engine, image: str, volume: str, source: Path, labels: Mapping[str, str], scratch: Path
+) -> None:
+    """Fill a FastFile channel's volume: a loader container (created, never started) mounts it and takes the archive."""
+    archive = scratch / f".{volume}.tar"
+    with tarfile.open(archive, "w") as tar:
+        if source.is_file():
+            _add_tree(tar, source, source.name)
+        elif source.is_dir():
+            for path in sorted(source.iterdir()):
+                _add_tree(tar, path, path.name)
+    try:
+        host_config = engine.api.create_host_config(mounts=[Mount("/sm-volume", volume, type="volume")])
+        try:
+            loader = engine.api.create_container(
+                image,
+                command=["true"],
+                labels={LABEL: "1", **engine.default_labels, **labels},
+                host_config=host_config,
+                network_disabled=True,
+            )
+        except Exception as exc:
+            raise EngineError(f"the engine refused the loader container of volume {volume}: {exc}") from None
+        try:
+            with open(archive, "rb") as fh:
+                engine.put_archive(loader["Id"], "/sm-volume", fh)
+        finally:
+            engine.remove(loader["Id"])
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+def _strip_top(name: str) -> str | None:
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if len(parts) <= 1 or ".." in parts:
+        return None
+    return "/".join(parts[1:])
+
+
+def collect_dir(
+    engine: Engine, container_id: str, container_path: str, dest: Path, missing_ok: bool = True
+) -> ArchiveMeta:
+    """Copy `container_path` out of the container into `dest` (emptied first); what each entry really was.
+
+    On disk the owner can always read and remove what arrives (non-root: mode | 0600 / 0700); the real
+    mode and owner are returned, keyed by the path on disk, so the packed archive keeps them.
+    """
+    meta: ArchiveMeta = {}
+    if dest.exists():
+        remove_tree(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        stream, _stat = engine.api.get_archive(container_id, container_path)
+    except docker.errors.NotFound:
+        if missing_ok:
+            return meta
+        raise
+    with tempfile.TemporaryFile() as spool:
+        for chunk in stream:
+            spool.write(chunk)
+        spool.seek(0)
+        root = os.geteuid() == 0
+        with tarfile.open(fileobj=spool, mode="r|") as tar:
+            for member in tar:
+                rel = _strip_top(member.name)
+                if rel is None or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+                    continue
+                target = dest / rel
+                meta[str(target)] = (member.mode, member.uid, member.gid, member.uname, member.gname)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if member.isdir():
+                    target.mkdir(exist_ok=True)
+                    os.chmod(target, member.mode if root else member.mode | 0o700)
+                    continue
+                if member.issym():
+                    os.symlink(member.linkname, target)
+                    continue
+                if member.islnk():
+                    link = _strip_top(member.linkname)
+                    if link is not None and (dest / link).is_file():
+                        os.link(dest / link, target)
+                    continue
+                handle = tar.extractfile(member)
+                with open(target, "wb") as out:
+                    if handle is not None:
+                        shutil.copyfileobj(handle, out)
+                if root:
+                    with contextlib.suppress(OSError):
+                        os.chown(target, member.uid, member.gid)
+                os.chmod(target, member.mode if root else member.mode | 0o600)
+                os.utime(target, (member.mtime, member.mtime))
+    return meta
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree that also removes what arrived read-only (a 0500 directory); never raises."""
+
+    def writable(func: Any, name: str, _exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(name), 0o700)
+            os.chmod(name, 0o700)
+            func(name)
+
+    with contextlib.suppress(OSError):
+        shutil.rmtree(path, onerror=writable)
+
+
+def replace_dir(engine: Engine, container_id: str, container_path: str, dest: Path) -> None:
+    """Mirror `container_path` into `dest` without a moment where `dest` is missing or half-written."""
+    fresh = dest.with_name(dest.name + ".pull")
+    collect_dir(engine, container_id, container_path, fresh, missing_ok=False)
+    old = dest.with_name(dest.name + ".old")
+    if old.exists():
+        remove_tree(old)
+    os.rename(dest, old)
+    os.rename(fresh, dest)
+    remove_tree(old)

@@ -1,0 +1,34 @@
+#!/bin/sh
+# Data-path probe: what a job sees and leaves in /opt/ml, by $MODE (tests/integration/test_data_path.py).
+echo "CONFIG $(cat /opt/ml/input/config/hyperparameters.json)"
+for f in /opt/ml/input/data/train/*; do [ -f "$f" ] && echo "READ $(basename "$f") $(cat "$f")"; done
+case "$MODE" in
+model)
+  echo secret > /opt/ml/model/secret && chmod 600 /opt/ml/model/secret
+  cp /bin/busybox /opt/ml/model/tool && chmod 4755 /opt/ml/model/tool
+  mkdir -m 700 /opt/ml/model/private && echo p > /opt/ml/model/private/x
+  echo out > /opt/ml/output/data/o.txt
+  ;;
+fastfile)
+  if echo x > /opt/ml/input/data/train/new 2>/dev/null; then echo WRITABLE; else echo READONLY; fi
+  echo m > /opt/ml/model/m
+  ;;
+attack)
+  for f in /opt/ml/input/data/train/*; do
+    echo more >> "$f"; chmod 6777 "$f"; chown 1234:1234 "$f"; rm -f "$f"
+  done
+  echo ATTACKED
+  ;;
+ckpt)
+  ls /opt/ml/checkpoints | sed 's/^/RESTORED /'
+  echo step1 > /opt/ml/checkpoints/c.txt
+  echo saved
+  trap '' TERM
+  while true; do sleep 1; done
+  ;;
+fail)
+  echo "boom: bad input" > /opt/ml/output/failure
+  exit 3
+  ;;
+esac
+echo done
