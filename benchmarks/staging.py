@@ -40,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "examples")]
 
 from pytest_sagemaker_contract.platform import S3Server  # noqa: E402
-from pytest_sagemaker_contract.platform.channels import stage_channel, stage_local  # noqa: E402
+from pytest_sagemaker_contract.platform.channels import describe_local, stage_channel  # noqa: E402
+from pytest_sagemaker_contract.platform.data_path import overlay_mount  # noqa: E402
 from pytest_sagemaker_contract.platform.layout import HostLayout  # noqa: E402
 from pytest_sagemaker_contract.platform.s3 import REGION  # noqa: E402
 from pytest_sagemaker_contract.spec import ChannelSpec  # noqa: E402
@@ -89,8 +90,9 @@ def child_main(task: dict[str, Any]) -> None:
     if kind == "stage":
         channel = ChannelSpec(name="train", s3_uri=task["uri"])
         stage_channel(s3, channel, Path(task["dest"]), host_index=0, host_count=1, role_arn=ROLE, region=REGION)
-    elif kind == "local":
-        stage_local(ChannelSpec(name="train", s3_uri=task["uri"]), Path(task["source"]), Path(task["dest"]))
+    elif kind == "local":  # what the platform does for a local File-mode directory: describe it, prepare the overlay
+        describe_local(ChannelSpec(name="train", s3_uri=task["uri"]), Path(task["source"]))
+        overlay_mount(Path(task["source"]), Path(task["dest"]), "/opt/ml/input/data/train")
     elif kind == "upload":
         s3.upload_path(Path(task["source"]), task["uri"])
     elif kind != "floor":
@@ -264,7 +266,7 @@ def main() -> int:
                 (Series(f"S3 stage_channel over HTTP, child ({layout})", layout, "s3"), s3_child),
                 (Series(f"S3 stage_channel, moto's process ({layout})", layout, "s3-inproc"), s3_inproc),
                 (Series(f"cp -r ({layout})", layout, "cp"), cp),
-                (Series(f"local stage_local, hard links ({layout})", layout, "local"), local),
+                (Series(f"local dir, copy-on-write overlay ({layout})", layout, "local"), local),
             ]
         all_series = [s for s, _fn in variants]
         started = time.perf_counter()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import shutil
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ __all__ = [
     "ChannelItem",
     "ChannelPart",
     "StagedChannel",
+    "describe_local",
     "local_staging_allowed",
     "parse_augmented_line",
     "parse_manifest",
@@ -253,7 +253,7 @@ def local_staging_allowed(channel: ChannelSpec) -> bool:
 
 
 def source_fingerprint(source: Path) -> dict[str, tuple[int, int]]:
-    """(size, mtime) of every file under `source`: a File-mode channel of hard links shares inodes with it."""
+    """(size, mtime) of every file under `source`, to notice a local channel changing while a job runs."""
     files = [source] if source.is_file() else [p for p in source.rglob("*") if p.is_file()]
     out: dict[str, tuple[int, int]] = {}
     for path in files:
@@ -262,25 +262,38 @@ def source_fingerprint(source: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def stage_local(channel: ChannelSpec, source: Path, dest: Path) -> StagedChannel:
-    """Stage a local file or directory as a File-mode channel without copying: hard links (copies across devices).
-
-    FastFile channels are not staged at all: the source is bind-mounted read-only (see HostLayout.binds).
-    """
-    dest.mkdir(parents=True, exist_ok=True)
-    files: list[str] = []
-    total = 0
+def _local_pairs(source: Path, dest: Path) -> list[tuple[Path, Path]]:
     pairs = [(source, dest / source.name)] if source.is_file() else []
     if source.is_dir():
         for path in sorted(source.rglob("*")):
             if path.is_file():
                 pairs.append((path, dest / path.relative_to(source)))
-    for src, target in pairs:
+    return pairs
+
+
+def describe_local(channel: ChannelSpec, source: Path) -> StagedChannel:
+    """What a local directory mounted as the channel (a copy-on-write overlay) delivers; nothing is copied."""
+    pairs = _local_pairs(source, Path("."))
+    files = tuple(target.as_posix() for _src, target in pairs)
+    return StagedChannel(
+        name=channel.name, files=files, bytes=sum(src.stat().st_size for src, _t in pairs), read_only=False
+    )
+
+
+def stage_local(channel: ChannelSpec, source: Path, dest: Path) -> StagedChannel:
+    """Stage a local file or directory as a File-mode channel by copying it.
+
+    Never hard links: a container that chmods, chowns or rewrites a linked file would change the user's
+    own file. Where the engine can, a local directory is not staged at all but mounted as a
+    copy-on-write overlay (`data_path.overlay_mount`); FastFile channels are bind-mounted read-only
+    (see HostLayout.binds).
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    files: list[str] = []
+    total = 0
+    for src, target in _local_pairs(source, dest):
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(src, target)
-        except OSError:
-            shutil.copy2(src, target)
+        shutil.copy2(src, target)
         files.append(target.relative_to(dest).as_posix())
         total += src.stat().st_size
     return StagedChannel(name=channel.name, files=tuple(files), bytes=total, read_only=False)

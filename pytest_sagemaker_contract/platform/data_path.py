@@ -2,9 +2,11 @@
 
 Two shapes, chosen once per session from measured facts (`detect_topology`, `choose_data_path`):
 
-- `bind`: host directories bind-mounted and local channels hard-linked (the fast path). Only where the
-  engine sees this process's filesystem and this process is root (a non-root user could neither read
-  nor delete what root containers write into bind-mounted directories).
+- `bind`: host directories bind-mounted (the fast path); a local File-mode channel directory is an
+  overlay whose lower layer is the user's directory (`overlay_mount`: no copy, and nothing the
+  container does reaches the user's files), a local file or an engine without overlay support gets a
+  copy. Only where the engine sees this process's filesystem and this process is root (a non-root
+  user could neither read nor delete what root containers write into bind-mounted directories).
 - `engine`: no host path reaches the engine. Per host, /opt/ml/{input,model,output} and the checkpoint
   path are anonymous volumes (no copy of what the image ships there, so they are mounted over as on
   SageMaker); /opt/ml/input (config files, File-mode channels) and restored checkpoints are put into
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import docker.errors
+import docker.types
 from docker.types import Mount
 
 from .engine import LABEL, LABEL_RUN, Engine, EngineError
@@ -47,6 +50,8 @@ __all__ = [
     "detect_topology",
     "engine_mounts",
     "fill_volume",
+    "overlay_mount",
+    "overlay_supported",
     "put_input",
     "remove_tree",
     "replace_dir",
@@ -383,3 +388,59 @@ def replace_dir(engine: Engine, container_id: str, container_path: str, dest: Pa
     os.rename(dest, old)
     os.rename(fresh, dest)
     remove_tree(old)
+
+
+# -- local File channels on the bind path: copy-on-write, never links -------------------------------
+
+#: Characters that would break overlay's mount options (comma-separated, colon-separated lower dirs).
+_OVERLAY_UNSAFE = (",", ":", "\n", "=")
+
+
+def overlay_mount(source: Path, scratch: Path, target: str) -> Mount | None:
+    """A copy-on-write view of the user's directory `source` at `target`: an overlay whose lower layer is
+    `source` (never written) and whose upper layer lives in `scratch` (the job's directory).
+
+    The container reads the user's files without a copy and may change, chmod, chown or delete them as
+    on SageMaker, but every change lands in the upper layer: the user's files keep their bytes, mode,
+    owner and existence. None where an overlay cannot be described (a file, or a path overlay's
+    options cannot carry).
+    """
+    if not source.is_dir() or any(c in f"{source}{scratch}" for c in _OVERLAY_UNSAFE):
+        return None
+    upper, work = scratch / "upper", scratch / "work"
+    upper.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    options = {"type": "overlay", "device": "overlay", "o": f"lowerdir={source},upperdir={upper},workdir={work}"}
+    return Mount(target, None, type="volume", driver_config=docker.types.DriverConfig("local", options))
+
+
+def overlay_supported(engine: Engine, image: str, scratch: Path, run_id: str) -> tuple[bool, str]:
+    """Can this engine mount an overlay of a local directory? Created (never started) and read back."""
+    lower = scratch / "lower"
+    lower.mkdir(parents=True, exist_ok=True)
+    payload = os.urandom(8).hex().encode()
+    (lower / "marker").write_bytes(payload)
+    mount = overlay_mount(lower, scratch / "layer", "/sm-contract-overlay")
+    if mount is None:
+        return False, f"the work directory {scratch} cannot be described in overlay options"
+    try:
+        created = engine.api.create_container(
+            image,
+            command=["true"],
+            labels={LABEL: "1", **engine.default_labels, LABEL_RUN: run_id},
+            host_config=engine.api.create_host_config(mounts=[mount], network_mode="none"),
+        )
+    except docker.errors.APIError as exc:
+        return False, f"the engine refused an overlay volume ({str(exc.explanation or exc)[:160]})"
+    try:
+        stream, _stat = engine.api.get_archive(created["Id"], "/sm-contract-overlay/marker")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.next()
+            handle = tar.extractfile(member) if member is not None else None
+            seen = handle.read() if handle is not None else b""
+    except Exception as exc:
+        return False, f"an overlay volume could not be mounted ({type(exc).__name__}: {str(exc)[:160]})"
+    finally:
+        with contextlib.suppress(Exception):
+            engine.remove(created["Id"])
+    return (seen == payload), "an overlay of a local directory mounts" if seen == payload else "overlay reads wrong"

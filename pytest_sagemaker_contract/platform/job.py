@@ -17,12 +17,14 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import docker.errors
+from docker.types import Mount
 
 from ..spec import TrainingJobSpec
 from .artifacts import list_files, modified_inputs, pack_and_upload
 from .channels import (
     ChannelError,
     StagedChannel,
+    describe_local,
     local_staging_allowed,
     source_fingerprint,
     stage_channel,
@@ -36,6 +38,7 @@ from .data_path import (
     collect_dir,
     engine_mounts,
     fill_volume,
+    overlay_mount,
     put_input,
     remove_tree,
     replace_dir,
@@ -44,6 +47,7 @@ from .engine import LABEL_JOB, LABEL_RUN, EngineError
 from .gpu import gpu_plan
 from .instances import engine_capacity, resource_plan
 from .layout import (
+    OPT_ML,
     Host,
     HostLayout,
     assign_hosts,
@@ -86,6 +90,8 @@ class _HostRun:
         self.feeders: list[PipeFeeder] = []
         #: Engine data path: FastFile channel -> the volume mounted read-only at its directory.
         self.fast_volumes: dict[str, str] = {}
+        #: Bind path: local File-mode channel -> the copy-on-write overlay mounted at its directory.
+        self.overlays: dict[str, Mount] = {}
         self.log_thread: threading.Thread | None = None
 
     def stop_feeders(self) -> None:
@@ -189,6 +195,20 @@ class TrainingJob:
             run.layout.create()
             run.layout.write_config(spec, run.host)
 
+        if not self._engine_path:
+            for run in self._hosts:
+                for channel in channels_for(spec, run.host):
+                    source = self._local_direct.get(channel.name)
+                    if channel.input_mode != "File" or source is None or not source.is_dir():
+                        continue
+                    if not self.platform.overlay_support(spec.image)[0]:
+                        break
+                    scratch = self.job_dir / f"{run.host.name}.overlay" / channel.name
+                    mount = overlay_mount(source, scratch, f"{OPT_ML}/input/data/{channel.name}")
+                    if mount is not None:
+                        run.layout.channel_dir(channel.name).mkdir(parents=True, exist_ok=True)
+                        run.overlays[channel.name] = mount
+
         def create(run: _HostRun) -> None:
             read_only = tuple(c.name for c in channels_for(spec, run.host) if c.input_mode == "FastFile")
             for name in read_only:
@@ -196,7 +216,7 @@ class TrainingJob:
             direct = {n: p for n, p in self._local_direct.items() if n in read_only}
             run.name = f"sm-{spec.name[:40]}-{run.host.name}-{self._suffix}"
             binds = run.layout.binds(read_only, direct)
-            mounts: list[object] = []
+            mounts: list[object] = list(run.overlays.values())
             if self._engine_path:
                 for name in read_only:
                     volume = f"{run.name}-{name[:40]}"
@@ -360,7 +380,9 @@ class TrainingJob:
                         continue
                     local = self._local_direct.get(channel.name)
                     if local is not None:
-                        if channel.input_mode == "File" or local.is_file():
+                        if channel.name in run.overlays:
+                            run.channels.append(describe_local(channel, local))
+                        elif channel.input_mode == "File" or local.is_file():
                             run.channels.append(stage_local(channel, local, run.layout.channel_dir(channel.name)))
                         continue
                     run.channels.append(
@@ -580,7 +602,8 @@ class TrainingJob:
             if changed:
                 warnings.append(
                     f"the container modified {len(changed)} input file(s) in place ({', '.join(changed[:3])}); "
-                    "a local File-mode channel shares its files with your source directory (hard links)"
+                    "your local channel files changed while the job ran (not through the container's channel, which "
+                    "is a copy-on-write layer): another process wrote them"
                 )
         self.secondary_status = verdict.SecondaryStatus
         self._logs.close()

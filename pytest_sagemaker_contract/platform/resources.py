@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
+from .data_path import overlay_supported
 from .engine import Engine
 from .gpu import GpuDetection, detect
 from .logs import LogSink
@@ -82,7 +83,16 @@ class PlatformResources:
         self._upload_lock = threading.Lock()
         #: Jobs started on this platform that may still be running (for close()).
         self.live_jobs: weakref.WeakSet[RunningJob] = weakref.WeakSet()
+        self._overlay: tuple[bool, str] | None = None
+        self._overlay_lock = threading.Lock()
         workdir.mkdir(parents=True, exist_ok=True)
+
+    def overlay_support(self, image: str) -> tuple[bool, str]:
+        """Can local File-mode channels be copy-on-write overlays here (measured once, with `image`)?"""
+        with self._overlay_lock:
+            if self._overlay is None:
+                self._overlay = overlay_supported(self.engine, image, self.workdir / ".overlay-probe", self.run_id)
+            return self._overlay
 
     def gpu_detection(self) -> GpuDetection:
         """What this engine and host can give containers in GPUs (read once per platform)."""

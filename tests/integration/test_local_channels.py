@@ -58,7 +58,7 @@ def run(platform: TrainingPlatform, image: str, data: Path, mode: str, hosts: in
     return platform.run(parse_request(request), timeout=60, local_channels={"train": data}), uri
 
 
-def test_file_mode_links_instead_of_copying_and_nothing_goes_to_s3(
+def test_file_mode_mounts_without_copying_and_nothing_goes_to_s3(
     platform: TrainingPlatform, probe: str, data: Path
 ) -> None:
     result, uri = run(platform, probe, data, "File")
@@ -67,19 +67,19 @@ def test_file_mode_links_instead_of_copying_and_nothing_goes_to_s3(
     assert "DATA train/nested/b.csv" in result.logs
     assert result.hosts[0].channels[0].files == ("a.csv", "nested/b.csv")
     assert list(platform.s3.objects(uri + "/")) == []
-    assert os.stat(data / "a.csv").st_nlink == 1  # the job's links are gone with its directory
+    assert os.stat(data / "a.csv").st_nlink == 1  # no hard link ever shares the user's file
     assert result.warnings == []
 
 
-def test_file_mode_warns_when_the_container_modifies_an_input_in_place(
+def test_file_mode_changes_in_the_container_never_reach_the_source(
     platform: TrainingPlatform, probe: str, data: Path
 ) -> None:
-    script = "echo changed >> /opt/ml/input/data/train/a.csv"
+    before = (data / "a.csv").read_bytes()
+    script = "echo changed >> /opt/ml/input/data/train/a.csv && grep -q changed /opt/ml/input/data/train/a.csv"
     result, _ = run(platform, probe, data, "File", entrypoint=["/bin/sh", "-c", script])
-    assert result.TrainingJobStatus == "Completed"
-    assert len(result.warnings) == 1
-    assert "modified 1 input file(s) in place" in result.warnings[0]
-    assert str(data / "a.csv") in result.warnings[0]
+    assert result.TrainingJobStatus == "Completed", result.log_tail()
+    assert (data / "a.csv").read_bytes() == before
+    assert result.warnings == []
 
 
 def test_fastfile_mounts_the_source_read_only(platform: TrainingPlatform, probe: str, data: Path) -> None:

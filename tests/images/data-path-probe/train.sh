@@ -14,9 +14,13 @@ fastfile)
   echo m > /opt/ml/model/m
   ;;
 attack)
-  for f in /opt/ml/input/data/train/*; do
-    echo more >> "$f"; chmod 6777 "$f"; chown 1234:1234 "$f"; rm -f "$f"
+  for f in $(find /opt/ml/input/data/train -type f); do
+    echo more >> "$f"; chmod 6777 "$f"; chown 1234:1234 "$f"; touch -d 2001-01-01 "$f"
+    grep -q more "$f" && echo "SEES OWN WRITE"
+    : > "$f"; rm -f "$f"
   done
+  rm -rf /opt/ml/input/data/train/sub
+  echo planted > /opt/ml/input/data/train/planted.txt
   echo ATTACKED
   ;;
 ckpt)
