@@ -201,6 +201,8 @@ class TrainingJob:
                     source = self._local_direct.get(channel.name)
                     if channel.input_mode != "File" or source is None or not source.is_dir():
                         continue
+                    if any(path.is_symlink() for path in source.rglob("*")):
+                        continue  # S3 has no links: the channel gets the targets' bytes (a copy), not dangling links
                     if not self.platform.overlay_support(spec.image)[0]:
                         break
                     scratch = self.job_dir / f"{run.host.name}.overlay" / channel.name

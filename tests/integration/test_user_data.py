@@ -93,3 +93,25 @@ def test_a_local_channel_directory_is_not_copied(platform: TrainingPlatform, pro
     assert result.TrainingJobStatus == "Completed", result.log_tail()
     assert copies == []
     assert [c.files for c in result.hosts[0].channels if c.name == "train"] == [("blob.bin",)]
+
+
+def test_symlinks_in_a_local_channel_arrive_as_their_targets_bytes(
+    platform: TrainingPlatform, probe: str, tmp_path: Path
+) -> None:
+    """S3 has no links: a local directory standing in for S3 data delivers what its links point at."""
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text("linked")
+    data = tmp_path / "train"
+    data.mkdir()
+    (data / "a.csv").symlink_to(elsewhere)
+    request = with_overrides(
+        None,
+        name=job_name("links"),
+        image=probe,
+        environment={"MODE": "none"},
+        channel_uris={"train": f"s3://{CHANNEL_BUCKET}/unused"},
+    )
+    result = platform.start(parse_request(request), local_channels={"train": data}).wait(120)
+    assert result.TrainingJobStatus == "Completed", result.log_tail()
+    assert "READ a.csv linked" in result.logs
+    assert (data / "a.csv").is_symlink()
