@@ -44,6 +44,7 @@ from pytest_sagemaker_contract.platform.channels import describe_local, stage_ch
 from pytest_sagemaker_contract.platform.data_path import overlay_mount  # noqa: E402
 from pytest_sagemaker_contract.platform.layout import HostLayout  # noqa: E402
 from pytest_sagemaker_contract.platform.s3 import REGION  # noqa: E402
+from pytest_sagemaker_contract.platform.s3_gate import SessionKeys  # noqa: E402
 from pytest_sagemaker_contract.spec import ChannelSpec  # noqa: E402
 
 MiB = 1 << 20
@@ -83,6 +84,8 @@ def child_main(task: dict[str, Any]) -> None:
     """One measured operation in a fresh process that reaches moto over HTTP only; prints its seconds as JSON."""
     s3 = S3Server()
     s3.endpoint_url = task.get("endpoint", "")
+    if "keys" in task:  # the parent's S3 answers only its own session key
+        s3.keys = SessionKeys(*task["keys"])
     if s3.endpoint_url:
         s3.client().head_bucket(Bucket=BUCKET)  # the session's client exists already on the platform
     kind = task["kind"]
@@ -100,11 +103,16 @@ def child_main(task: dict[str, Any]) -> None:
     print(json.dumps({"seconds": time.perf_counter() - started, "vmhwm_kib": _status_kib("VmHWM")}))
 
 
+#: The parent S3's session keys, handed to each child (set in main()).
+_KEYS: list[str] = []
+
+
 def run_child(task: dict[str, Any]) -> tuple[float, int]:
     """(seconds measured inside the child, the child's own VmHWM in bytes): interpreter start-up is not timed.
 
     Not wait4()'s ru_maxrss: Linux carries the forking parent's RSS (moto's) into the child's ru_maxrss.
     """
+    task = {**task, "keys": _KEYS}
     done = subprocess.run([sys.executable, __file__, "--child", json.dumps(task)], check=True, capture_output=True)
     report = json.loads(done.stdout.decode().strip().splitlines()[-1])
     return float(report["seconds"]), int(report["vmhwm_kib"]) * 1024
@@ -216,6 +224,7 @@ def main() -> int:
     setup: dict[str, float] = {}
     work = Path(tempfile.mkdtemp(prefix="sm-staging-bench-", dir="/tmp"))
     s3 = S3Server()
+    _KEYS[:] = [s3.keys.access_key_id, s3.keys.secret_access_key]
     uploads: list[tuple[str, float, int, int, int]] = []
     try:
         started = time.perf_counter()
