@@ -1,6 +1,6 @@
 """Peak memory of the test process while a training job prints a large log.
 
-    python benchmarks/memory.py [--bytes N] [--image-dir DIR]
+    python benchmarks/memory.py [--case logs|model] [--bytes N] [--image-dir DIR]
 
 Runs ``benchmarks/images/chatty`` (busybox: ``yes 0123…789 | head -c N``, default 500 MB, then a last
 line without a newline) through ``TrainingPlatform.run`` and prints the process's peak resident memory
@@ -8,9 +8,13 @@ growth over the run: VmHWM (reset through /proc/self/clear_refs just before the 
 allows) minus VmRSS before the job. It also checks that the log is complete: the spooled log file's
 size and that ``result.log_tail(1)`` is the container's real last line.
 
-Covered: the log path only (one host). Not covered yet: multi-host jobs (several followers at once),
-Pipe-mode feeders, large model/output archives (packing and the S3 upload), large File-mode channels
-(staging from moto), and a log that is one huge line without newlines.
+`--case model` instead writes one file of N random bytes (default 1 GiB) into /opt/ml/model and prints
+the peak growth over the job (packing model.tar.gz and putting it into moto) and over
+`result.extract_model(...)`.
+
+Covered: the log path (one host) and a large model. Not covered yet: multi-host jobs (several followers
+at once), Pipe-mode feeders, large File-mode channels (staging from moto), and a log that is one huge
+line without newlines.
 """
 
 from __future__ import annotations
@@ -55,9 +59,13 @@ def _reset_peak() -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bytes", type=int, default=500_000_000, help="log size the container prints")
+    parser.add_argument("--case", choices=("logs", "model"), default="logs")
+    parser.add_argument("--bytes", type=int, default=0, help="log size (default 500 MB) or model size (1 GiB)")
     parser.add_argument("--image-dir", type=Path, default=IMAGE_DIR)
     args = parser.parse_args()
+    args.bytes = args.bytes or (500_000_000 if args.case == "logs" else 2**30)
+    if args.case == "model":
+        return model_case(args.bytes, args.image_dir)
 
     client = docker.from_env()
     image = str(build.build(client, args.image_dir))
@@ -90,6 +98,41 @@ def main() -> int:
         # `head -c` cuts the last `yes` line short, so the final printf lands on the same line.
         print(f"log_tail(1) ends with the real last line: {result.log_tail(1).endswith('the real last line')}")
         del result
+    finally:
+        platform.close()
+        s3.stop()
+        engine.client.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def model_case(size: int, image_dir: Path) -> int:
+    client = docker.from_env()
+    image = str(build.build(client, image_dir))
+    workdir = Path(tempfile.mkdtemp(prefix="sm-bench-memory-"))
+    engine = Engine()
+    s3 = S3Server().start()
+    platform = TrainingPlatform(engine, s3, workdir, run_id=f"bm{uuid.uuid4().hex[:6]}")
+    try:
+        script = f"head -c {size} /dev/urandom > /opt/ml/model/weights.bin"
+        request = with_overrides(None, name=job_name("bench-model"), image=image, entrypoint=["/bin/sh", "-c", script])
+        rss_before = _status_kib("VmRSS")
+        reset = _reset_peak()
+        started = time.monotonic()
+        result = platform.run(parse_request(request), timeout=1800)
+        took = time.monotonic() - started
+        job_peak = _status_kib("VmHWM")
+        print(f"job: {result.TrainingJobStatus} in {took:.1f} s, model file {size / 2**30:.2f} GiB (random bytes)")
+        print(f"peak RSS growth over the job (pack + upload into moto): {(job_peak - rss_before) / 1024:.1f} MiB")
+        rss_before = _status_kib("VmRSS")
+        reset = _reset_peak() and reset
+        with tempfile.TemporaryDirectory(prefix="sm-bench-extract-") as out:
+            result.extract_model(out)
+            extracted = os.path.getsize(Path(out) / "weights.bin")
+        print(f"peak RSS growth over extract_model: {(_status_kib('VmHWM') - rss_before) / 1024:.1f} MiB")
+        print(f"extracted weights.bin: {extracted == size}")
+        if not reset:
+            print("(VmHWM could not be reset: figures are measured from the earlier peak)")
     finally:
         platform.close()
         s3.stop()

@@ -8,9 +8,9 @@ shape of FailureReason is unit-tested.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import tarfile
+import tempfile
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -197,11 +197,18 @@ class TrainingJobResult:
         """Download model.tar.gz from the platform's S3 and unpack it into `dest`."""
         target = Path(dest)
         target.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(self.model_tar()), mode="r:gz") as tar:
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(target, filter="data")
-            else:  # Python < 3.10.12 has no extraction filters; the archive is the platform's own
-                tar.extractall(target)
+        uri = self.ModelArtifacts["S3ModelArtifacts"]
+        obj = self.s3.head(uri)
+        if obj is None:
+            raise FileNotFoundError(f"no model.tar.gz at {uri}")
+        with tempfile.TemporaryDirectory(prefix="sm-contract-model-") as scratch:
+            archive = Path(scratch) / "model.tar.gz"
+            self.s3.download(obj, archive)  # streamed to disk: a large model never sits in memory whole
+            with tarfile.open(archive, mode="r:gz") as tar:
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(target, filter="data")
+                else:  # Python < 3.10.12 has no extraction filters; the archive is the platform's own
+                    tar.extractall(target)
         return target
 
 

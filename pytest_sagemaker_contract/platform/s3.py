@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -223,7 +224,41 @@ class S3Server:
     def upload_file(self, path: Path, uri: str) -> None:
         bucket, key = parse_s3_uri(uri)
         self.ensure_bucket(bucket)
+        if self._write_to_store(path, bucket, key):
+            return
         self.client().upload_file(str(path), bucket, key)
+
+    def _write_to_store(self, path: Path, bucket: str, key: str) -> bool:
+        """Put a file's bytes straight into the in-process moto store, streamed (the mirror of direct reads).
+
+        Through HTTP, moto holds a whole PUT body in memory and copies every part of a multipart upload
+        on completion (2.9 GB of peak memory for a 1 GiB model.tar.gz); here the bytes go into the key's
+        own spooled file in 1 MiB chunks. Any surprise in moto's layout: the HTTP path does it.
+        """
+        if self._server is None or not self.direct_reads:
+            return False
+        try:
+            import moto.core  # lazy: as in start()
+            from moto.s3.models import s3_backends
+
+            backend = s3_backends[moto.core.DEFAULT_ACCOUNT_ID]["aws"]  # type: ignore[attr-defined]
+            created = backend.put_object(bucket, key, b"")
+            buffer = created._value_buffer
+            lock = created.lock
+        except Exception:
+            return False
+        digest = hashlib.md5(usedforsecurity=False)
+        size = 0
+        with lock, open(path, "rb") as source:
+            buffer.seek(0)
+            buffer.truncate()
+            while chunk := source.read(_CHUNK):
+                buffer.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            created.contentsize = size
+            created._etag = digest.hexdigest()
+        return True
 
     def upload_path(self, local: Path, uri: str) -> int:
         """Upload a file (to `<uri>/<name>`) or a directory's files (keys relative to it) under `uri`.

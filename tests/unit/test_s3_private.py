@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
@@ -70,3 +73,16 @@ def test_an_unsigned_request_is_denied(s3: S3Server) -> None:
 
 def test_each_session_has_its_own_key() -> None:
     assert S3Server().keys != S3Server().keys
+
+
+def test_uploads_go_straight_into_the_store_and_read_back_through_s3(s3: S3Server, tmp_path: Path) -> None:
+    """model.tar.gz is written into moto's store in chunks (no whole-object copy); S3 clients see a normal object."""
+    data = os.urandom(3 * 2**20 + 17)
+    path = tmp_path / "model.tar.gz"
+    path.write_bytes(data)
+    s3.upload_file(path, "s3://data/out/model.tar.gz")
+    head = s3.client().head_object(Bucket="data", Key="out/model.tar.gz")
+    assert head["ContentLength"] == len(data)
+    assert head["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    assert s3.client().get_object(Bucket="data", Key="out/model.tar.gz")["Body"].read() == data
+    assert s3.get_bytes("s3://data/out/model.tar.gz") == data
