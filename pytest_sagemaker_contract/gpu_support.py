@@ -63,14 +63,7 @@ def _docker_info(config: pytest.Config) -> tuple[Mapping[str, Any], str | None]:
 
 def resolve_instance_type(config: pytest.Config, explicit: str | None = None) -> str:
     """The instance type a job gets: the test's own, --sm-instance-type, the --sm-job request's, else ml.m5.large."""
-    if explicit:
-        return explicit
-    settings = session_of(config).settings
-    if settings.instance_type:
-        return str(settings.instance_type)
-    resource = (settings.job_request or {}).get("ResourceConfig") or {}
-    groups = resource.get("InstanceGroups") or []
-    return str(resource.get("InstanceType") or (groups[0].get("InstanceType") if groups else None) or "ml.m5.large")
+    return explicit or session_of(config).instance_type()
 
 
 def plan_skip_reason(plan: GpuPlan, detection: GpuDetection) -> str | None:

@@ -20,6 +20,7 @@ import pytest
 from .jobs import local_channel_uri
 from .platform import Engine, EngineError, S3Server, TrainingPlatform
 from .platform.data_path import Topology, choose_data_path, detect_topology
+from .platform.instances import engine_capacity, resource_plan
 from .platform.owner import current_owner, reap_dead_sessions, write_owner_file
 from .settings import Settings
 
@@ -87,7 +88,19 @@ class SageMakerSession:
                 return [f"sagemaker-contract: {exc}"]
             endpoint = self._platform.container_s3_endpoint if self._platform is not None else None
         data_path = choose_data_path(self.settings.data_path, topology)
-        return [topology.header(data_path, self.settings.data_path != "auto", endpoint)]
+        lines = [topology.header(data_path, self.settings.data_path != "auto", endpoint)]
+        plan = resource_plan(self.instance_type(), *engine_capacity(_engine.client), enabled=self.settings.resources)
+        if plan.note:
+            lines.append(f"sagemaker-contract: resources: {plan.note}")
+        return lines
+
+    def instance_type(self) -> str:
+        """The instance type the suite's jobs get: --sm-instance-type, the --sm-job request's, else ml.m5.large."""
+        if self.settings.instance_type:
+            return self.settings.instance_type
+        resource = (self.settings.job_request or {}).get("ResourceConfig") or {}
+        groups = resource.get("InstanceGroups") or []
+        return str(resource.get("InstanceType") or (groups[0].get("InstanceType") if groups else None) or "ml.m5.large")
 
     def platform(self) -> TrainingPlatform:
         with self._lock:

@@ -76,3 +76,13 @@ def test_out_of_memory_fails_with_sagemakers_reason(platform: TrainingPlatform, 
     assert result.hosts[0].oom_killed
     assert not result.engine_faults
     assert "model.txt" in result.model_files  # artifacts are still exported
+
+
+def test_the_header_says_when_the_instance_type_is_capped_at_this_host(pytester: pytest.Pytester, hog: str) -> None:
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--sm-image={hog}", "--sm-instance-type=ml.p4d.24xlarge", "--collect-only"
+    )
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        ["sagemaker-contract: resources: ml.p4d.24xlarge capped at this host's capacity: * CPUs instead of 96*"]
+    )
