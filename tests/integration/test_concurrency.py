@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -41,19 +42,26 @@ def run_suite(tmp_path: Path, image: str, *args: str, tty: bool = False) -> tupl
         *args,
     ]
     client = docker.from_env()
-    started = time.time()
+    # Streamed while the suite runs: the engine keeps only its last 256 events, so a query afterwards
+    # could miss the starts of a busy run.
+    stream = client.api.events(
+        filters={"type": "container", "label": f"sm-contract.tag={tag}", "event": ["start", "die"]}, decode=True
+    )
+    events: list[dict[str, object]] = []
+    reader = threading.Thread(target=lambda: events.extend(stream), daemon=True)
+    reader.start()
     env = {**os.environ, "SM_CONTRACT_RUN_ID": tag}
     if tty:
         command = ["script", "-qfec", shlex.join(command), "/dev/null"]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    events = list(
-        client.api.events(
-            since=int(started) - 1,
-            until=int(time.time()) + 1,
-            filters={"type": "container", "label": f"sm-contract.tag={tag}", "event": ["start", "die"]},
-            decode=True,
-        )
-    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # every container that started has died (pytest removed them all)
+        statuses = [e.get("status") for e in list(events)]
+        if statuses.count("die") >= statuses.count("start") > 0:
+            break
+        time.sleep(0.05)
+    stream.close()
+    reader.join(timeout=10)
     return done.returncode, done.stdout + done.stderr, events
 
 
