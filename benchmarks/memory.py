@@ -8,6 +8,8 @@ growth over the run: VmHWM (reset through /proc/self/clear_refs just before the 
 allows) minus VmRSS before the job. It also checks that the log is complete: the spooled log file's
 size and that ``result.log_tail(1)`` is the container's real last line.
 
+`--case pipe` feeds a local channel of one N-byte file (default 1 GiB) in Pipe mode to a container that
+reads its FIFO to the end (the file is put into moto first, as Pipe mode needs S3 keys).
 `--case model` instead writes one file of N random bytes (default 1 GiB) into /opt/ml/model and prints
 the peak growth over the job (packing model.tar.gz and putting it into moto) and over
 `result.extract_model(...)`.
@@ -59,13 +61,15 @@ def _reset_peak() -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=("logs", "model"), default="logs")
+    parser.add_argument("--case", choices=("logs", "model", "pipe"), default="logs")
     parser.add_argument("--bytes", type=int, default=0, help="log size (default 500 MB) or model size (1 GiB)")
     parser.add_argument("--image-dir", type=Path, default=IMAGE_DIR)
     args = parser.parse_args()
     args.bytes = args.bytes or (500_000_000 if args.case == "logs" else 2**30)
     if args.case == "model":
         return model_case(args.bytes, args.image_dir)
+    if args.case == "pipe":
+        return pipe_case(args.bytes, args.image_dir)
 
     client = docker.from_env()
     image = str(build.build(client, args.image_dir))
@@ -103,6 +107,46 @@ def main() -> int:
         s3.stop()
         engine.client.close()
         shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def pipe_case(size: int, image_dir: Path) -> int:
+    client = docker.from_env()
+    image = str(build.build(client, image_dir))
+    workdir = Path(tempfile.mkdtemp(prefix="sm-bench-memory-"))
+    data = Path(tempfile.mkdtemp(prefix="sm-bench-pipe-"))
+    engine = Engine()
+    s3 = S3Server().start()
+    platform = TrainingPlatform(engine, s3, workdir, run_id=f"bm{uuid.uuid4().hex[:6]}")
+    try:
+        with open(data / "part-0.bin", "wb") as out:
+            for _ in range(size // 2**20):
+                out.write(os.urandom(2**20))
+        script = "echo read $(wc -c < /opt/ml/input/data/train_0) bytes; echo m > /opt/ml/model/m"
+        request = with_overrides(
+            None,
+            name=job_name("bench-pipe"),
+            image=image,
+            entrypoint=["/bin/sh", "-c", script],
+            input_mode="Pipe",
+            channel_uris={"train": f"s3://sagemaker-contract/{platform.run_id}/pipe/"},
+        )
+        rss_before = _status_kib("VmRSS")
+        reset = _reset_peak()
+        started = time.monotonic()
+        result = platform.run(parse_request(request), timeout=1800, local_channels={"train": data})
+        took = time.monotonic() - started
+        print(f"job: {result.TrainingJobStatus} in {took:.1f} s; {result.log_tail(2)}")
+        growth = (_status_kib("VmHWM") - rss_before) / 1024
+        print(f"peak RSS growth (upload into moto + feeding the FIFO): {growth:.1f} MiB")
+        if not reset:
+            print("(VmHWM could not be reset: figures are measured from the earlier peak)")
+    finally:
+        platform.close()
+        s3.stop()
+        engine.client.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(data, ignore_errors=True)
     return 0
 
 

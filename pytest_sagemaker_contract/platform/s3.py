@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import shutil
@@ -196,8 +197,38 @@ class S3Server:
         return True
 
     def open(self, obj: S3Object) -> Any:
-        """A readable stream of one object's bytes (close it when done): for pipes that never hold it whole."""
+        """A readable stream of one object's bytes (close it when done): for pipes that never hold it whole.
+
+        With moto in this process, a large object is read from its spooled file through a descriptor of
+        our own (moto's GET would first read the whole object into memory); small ones are copied out.
+        """
+        stream = self._open_from_store(obj)
+        if stream is not None:
+            return stream
         return self.client().get_object(Bucket=obj.bucket, Key=obj.key)["Body"]
+
+    def _open_from_store(self, obj: S3Object) -> Any:
+        if self._server is None or not self.direct_reads:
+            return None
+        try:
+            import moto.core  # lazy: as in start()
+            from moto.s3.models import s3_backends
+
+            account = moto.core.DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
+            key = s3_backends[account]["aws"].buckets[obj.bucket].keys[obj.key]
+            buffer = key._value_buffer
+            lock = key.lock
+        except Exception:
+            return None
+        with lock:
+            if getattr(buffer, "_rolled", False):
+                # Our own open file description: its offset is independent of moto's and of other readers.
+                try:
+                    return open(f"/proc/self/fd/{buffer.fileno()}", "rb")
+                except OSError:  # no /proc: the HTTP path
+                    return None
+            buffer.seek(0)
+            return io.BytesIO(buffer.read())
 
     def head(self, uri: str) -> S3Object | None:
         """The object at `uri` with its size, or None when there is none (or no bucket)."""
@@ -269,13 +300,13 @@ class S3Server:
         self.ensure_bucket(bucket)
         base = f"{prefix}/" if prefix else ""
         if local.is_file():
-            self.client().upload_file(str(local), bucket, base + local.name)
+            self.upload_file(local, f"s3://{bucket}/{base}{local.name}")
             return 1
         count = 0
         for root, _dirs, files in os.walk(local):
             for name in sorted(files):
                 path = Path(root, name)
-                self.client().upload_file(str(path), bucket, base + path.relative_to(local).as_posix())
+                self.upload_file(path, f"s3://{bucket}/{base}{path.relative_to(local).as_posix()}")
                 count += 1
         return count
 

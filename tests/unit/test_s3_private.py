@@ -86,3 +86,22 @@ def test_uploads_go_straight_into_the_store_and_read_back_through_s3(s3: S3Serve
     assert head["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
     assert s3.client().get_object(Bucket="data", Key="out/model.tar.gz")["Body"].read() == data
     assert s3.get_bytes("s3://data/out/model.tar.gz") == data
+
+
+@pytest.mark.parametrize("size", [1000, 40 * 2**20], ids=["in-memory", "spooled-to-disk"])
+def test_open_streams_an_object_from_the_store(s3: S3Server, tmp_path: Path, size: int) -> None:
+    """Pipe mode reads objects through `open`: independent readers, the whole object, nothing else."""
+    data = os.urandom(size)
+    path = tmp_path / "part.bin"
+    path.write_bytes(data)
+    s3.upload_file(path, "s3://data/pipe/part.bin")
+    obj = s3.head("s3://data/pipe/part.bin")
+    assert obj is not None
+    first, second = s3.open(obj), s3.open(obj)
+    try:
+        assert first.read(10) == data[:10]
+        assert second.read() == data
+        assert first.read() == data[10:]
+    finally:
+        first.close()
+        second.close()
