@@ -141,6 +141,28 @@ def _probe_image(engine: Engine, preferred: Iterable[str]) -> str | None:
     return str(images[0]["Id"]) if images else None
 
 
+def _probe_container(engine: Engine, image: str, mount: Mount, run_id: str) -> str:
+    """Create (never start) a container of `image` with `mount`, for reading through the archive API; its id.
+
+    Raises docker.errors.APIError when the engine refuses it."""
+    created = engine.api.create_container(
+        image,
+        command=["true"],
+        labels={LABEL: "1", **engine.default_labels, LABEL_RUN: run_id},
+        host_config=engine.api.create_host_config(mounts=[mount], network_mode="none"),
+    )
+    return str(created["Id"])
+
+
+def _read_file(engine: Engine, container_id: str, path: str) -> bytes:
+    """One file's bytes, through the archive API (docker cp works on containers that never started)."""
+    stream, _stat = engine.api.get_archive(container_id, path)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.next()
+        handle = tar.extractfile(member) if member is not None else None
+        return handle.read() if handle is not None else b""
+
+
 def _shared_filesystem(engine: Engine, run_id: str, images: Iterable[str]) -> tuple[bool | None, str]:
     """Create (never start) a container with a bind mount of a marker file written here; read it back."""
     image = _probe_image(engine, images)
@@ -152,33 +174,21 @@ def _shared_filesystem(engine: Engine, run_id: str, images: Iterable[str]) -> tu
         os.write(fd, payload)
         os.close(fd)
         os.chmod(marker, 0o644)
-        host_config = engine.api.create_host_config(
-            mounts=[Mount(_MARKER_TARGET, marker, type="bind", read_only=True)], network_mode="none"
-        )
+        mount = Mount(_MARKER_TARGET, marker, type="bind", read_only=True)
         try:
-            created = engine.api.create_container(
-                image,
-                command=["true"],
-                labels={LABEL: "1", **engine.default_labels, LABEL_RUN: run_id},
-                host_config=host_config,
-            )
+            container = _probe_container(engine, image, mount, run_id)
         except docker.errors.APIError as exc:
             text = str(exc.explanation or exc)
             if "does not exist" in text or "not found" in text.lower():
                 return False, "a file written here does not exist for the engine"
             return None, f"the probe container was refused: {text[:200]}"
         try:
-            stream, _stat = engine.api.get_archive(created["Id"], _MARKER_TARGET)
-            data = b"".join(stream)
-            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                member = tar.next()
-                handle = tar.extractfile(member) if member is not None else None
-                seen = handle.read() if handle is not None else b""
+            seen = _read_file(engine, container, _MARKER_TARGET)
         except Exception as exc:
             return None, f"the marker could not be read back ({type(exc).__name__})"
         finally:
             with contextlib.suppress(Exception):
-                engine.remove(created["Id"])
+                engine.remove(container)
         if seen == payload:
             return True, "a file written here was read back from a container"
         return False, "a file written here reads differently in a container"
@@ -424,23 +434,14 @@ def overlay_supported(engine: Engine, image: str, scratch: Path, run_id: str) ->
     if mount is None:
         return False, f"the work directory {scratch} cannot be described in overlay options"
     try:
-        created = engine.api.create_container(
-            image,
-            command=["true"],
-            labels={LABEL: "1", **engine.default_labels, LABEL_RUN: run_id},
-            host_config=engine.api.create_host_config(mounts=[mount], network_mode="none"),
-        )
+        container = _probe_container(engine, image, mount, run_id)
     except docker.errors.APIError as exc:
         return False, f"the engine refused an overlay volume ({str(exc.explanation or exc)[:160]})"
     try:
-        stream, _stat = engine.api.get_archive(created["Id"], "/sm-contract-overlay/marker")
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            member = tar.next()
-            handle = tar.extractfile(member) if member is not None else None
-            seen = handle.read() if handle is not None else b""
+        seen = _read_file(engine, container, "/sm-contract-overlay/marker")
     except Exception as exc:
         return False, f"an overlay volume could not be mounted ({type(exc).__name__}: {str(exc)[:160]})"
     finally:
         with contextlib.suppress(Exception):
-            engine.remove(created["Id"])
+            engine.remove(container)
     return (seen == payload), "an overlay of a local directory mounts" if seen == payload else "overlay reads wrong"

@@ -172,19 +172,25 @@ class S3Server:
         with open(dest, "wb") as out:
             shutil.copyfileobj(body, out, _CHUNK)
 
-    def _copy_from_store(self, obj: S3Object, dest: Path) -> bool:
+    def _store_key(self, obj: S3Object) -> tuple[Any, Any] | None:
+        """(the object's spooled value buffer, its lock) in moto's in-process store, or None (use HTTP)."""
         if self._server is None or not self.direct_reads:
-            return False
+            return None
         try:
             import moto.core  # lazy: as in start(); optional fast path into moto's internals
             from moto.s3.models import s3_backends
 
             account = moto.core.DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
             key = s3_backends[account]["aws"].buckets[obj.bucket].keys[obj.key]
-            buffer = key._value_buffer
-            lock = key.lock
+            return key._value_buffer, key.lock
         except Exception:  # another moto layout, a delete marker, a version: the HTTP path handles it
+            return None
+
+    def _copy_from_store(self, obj: S3Object, dest: Path) -> bool:
+        found = self._store_key(obj)
+        if found is None:
             return False
+        buffer, lock = found
         with lock, open(dest, "wb") as out:
             buffer.seek(0)
             if getattr(buffer, "_rolled", False):
@@ -208,18 +214,10 @@ class S3Server:
         return self.client().get_object(Bucket=obj.bucket, Key=obj.key)["Body"]
 
     def _open_from_store(self, obj: S3Object) -> Any:
-        if self._server is None or not self.direct_reads:
+        found = self._store_key(obj)
+        if found is None:
             return None
-        try:
-            import moto.core  # lazy: as in start()
-            from moto.s3.models import s3_backends
-
-            account = moto.core.DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
-            key = s3_backends[account]["aws"].buckets[obj.bucket].keys[obj.key]
-            buffer = key._value_buffer
-            lock = key.lock
-        except Exception:
-            return None
+        buffer, lock = found
         with lock:
             if getattr(buffer, "_rolled", False):
                 # Our own open file description: its offset is independent of moto's and of other readers.
