@@ -126,4 +126,4 @@ def sm_net_isolation(sm_contract: Suite) -> None:
             "your jobs never enable isolation",
             result,
         )
-    sm_contract.says("Completed with EnableNetworkIsolation (no network, no credentials)")
+    sm_contract.says("Completed with EnableNetworkIsolation (host names resolve, no route out, no credentials)")
