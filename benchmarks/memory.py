@@ -22,12 +22,14 @@ line without newlines.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +61,23 @@ def _reset_peak() -> bool:
     return True
 
 
+@contextlib.contextmanager
+def bench_platform(image_dir: Path) -> Iterator[tuple[TrainingPlatform, str]]:
+    """The image built from `image_dir` and a platform of its own on the local engine, removed afterwards."""
+    image = str(build.build(docker.from_env(), image_dir))
+    workdir = Path(tempfile.mkdtemp(prefix="sm-bench-memory-"))
+    engine = Engine()
+    s3 = S3Server().start()
+    platform = TrainingPlatform(engine, s3, workdir, run_id=f"bm{uuid.uuid4().hex[:6]}")
+    try:
+        yield platform, image
+    finally:
+        platform.close()
+        s3.stop()
+        engine.client.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", choices=("logs", "model", "pipe"), default="logs")
@@ -71,13 +90,7 @@ def main() -> int:
     if args.case == "pipe":
         return pipe_case(args.bytes, args.image_dir)
 
-    client = docker.from_env()
-    image = str(build.build(client, args.image_dir))
-    workdir = Path(tempfile.mkdtemp(prefix="sm-bench-memory-"))
-    engine = Engine()
-    s3 = S3Server().start()
-    platform = TrainingPlatform(engine, s3, workdir, run_id=f"bm{uuid.uuid4().hex[:6]}")
-    try:
+    with bench_platform(args.image_dir) as (platform, image):
         request = with_overrides(
             None, name=job_name("bench-memory"), image=image, environment={"LOG_BYTES": str(args.bytes)}
         )
@@ -102,62 +115,42 @@ def main() -> int:
         # `head -c` cuts the last `yes` line short, so the final printf lands on the same line.
         print(f"log_tail(1) ends with the real last line: {result.log_tail(1).endswith('the real last line')}")
         del result
-    finally:
-        platform.close()
-        s3.stop()
-        engine.client.close()
-        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
 def pipe_case(size: int, image_dir: Path) -> int:
-    client = docker.from_env()
-    image = str(build.build(client, image_dir))
-    workdir = Path(tempfile.mkdtemp(prefix="sm-bench-memory-"))
     data = Path(tempfile.mkdtemp(prefix="sm-bench-pipe-"))
-    engine = Engine()
-    s3 = S3Server().start()
-    platform = TrainingPlatform(engine, s3, workdir, run_id=f"bm{uuid.uuid4().hex[:6]}")
     try:
-        with open(data / "part-0.bin", "wb") as out:
-            for _ in range(size // 2**20):
-                out.write(os.urandom(2**20))
-        script = "echo read $(wc -c < /opt/ml/input/data/train_0) bytes; echo m > /opt/ml/model/m"
-        request = with_overrides(
-            None,
-            name=job_name("bench-pipe"),
-            image=image,
-            entrypoint=["/bin/sh", "-c", script],
-            input_mode="Pipe",
-            channel_uris={"train": f"s3://sagemaker-contract/{platform.run_id}/pipe/"},
-        )
-        rss_before = _status_kib("VmRSS")
-        reset = _reset_peak()
-        started = time.monotonic()
-        result = platform.run(parse_request(request), timeout=1800, local_channels={"train": data})
-        took = time.monotonic() - started
-        print(f"job: {result.TrainingJobStatus} in {took:.1f} s; {result.log_tail(2)}")
-        growth = (_status_kib("VmHWM") - rss_before) / 1024
-        print(f"peak RSS growth (upload into moto + feeding the FIFO): {growth:.1f} MiB")
-        if not reset:
-            print("(VmHWM could not be reset: figures are measured from the earlier peak)")
+        with bench_platform(image_dir) as (platform, image):
+            with open(data / "part-0.bin", "wb") as out:
+                for _ in range(size // 2**20):
+                    out.write(os.urandom(2**20))
+            script = "echo read $(wc -c < /opt/ml/input/data/train_0) bytes; echo m > /opt/ml/model/m"
+            request = with_overrides(
+                None,
+                name=job_name("bench-pipe"),
+                image=image,
+                entrypoint=["/bin/sh", "-c", script],
+                input_mode="Pipe",
+                channel_uris={"train": f"s3://sagemaker-contract/{platform.run_id}/pipe/"},
+            )
+            rss_before = _status_kib("VmRSS")
+            reset = _reset_peak()
+            started = time.monotonic()
+            result = platform.run(parse_request(request), timeout=1800, local_channels={"train": data})
+            took = time.monotonic() - started
+            print(f"job: {result.TrainingJobStatus} in {took:.1f} s; {result.log_tail(2)}")
+            growth = (_status_kib("VmHWM") - rss_before) / 1024
+            print(f"peak RSS growth (upload into moto + feeding the FIFO): {growth:.1f} MiB")
+            if not reset:
+                print("(VmHWM could not be reset: figures are measured from the earlier peak)")
     finally:
-        platform.close()
-        s3.stop()
-        engine.client.close()
-        shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(data, ignore_errors=True)
     return 0
 
 
 def model_case(size: int, image_dir: Path) -> int:
-    client = docker.from_env()
-    image = str(build.build(client, image_dir))
-    workdir = Path(tempfile.mkdtemp(prefix="sm-bench-memory-"))
-    engine = Engine()
-    s3 = S3Server().start()
-    platform = TrainingPlatform(engine, s3, workdir, run_id=f"bm{uuid.uuid4().hex[:6]}")
-    try:
+    with bench_platform(image_dir) as (platform, image):
         script = f"head -c {size} /dev/urandom > /opt/ml/model/weights.bin"
         request = with_overrides(None, name=job_name("bench-model"), image=image, entrypoint=["/bin/sh", "-c", script])
         rss_before = _status_kib("VmRSS")
@@ -177,11 +170,6 @@ def model_case(size: int, image_dir: Path) -> int:
         print(f"extracted weights.bin: {extracted == size}")
         if not reset:
             print("(VmHWM could not be reset: figures are measured from the earlier peak)")
-    finally:
-        platform.close()
-        s3.stop()
-        engine.client.close()
-        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
