@@ -33,6 +33,17 @@ def probe(example_image: Callable[[str | Path], str]) -> str:
     return example_image(IMAGES / "data-path-probe")
 
 
+def probe_request(probe: str, name: str, mode: str) -> dict[str, object]:
+    """A data-path-probe job in `mode` whose `train` channel a local directory stands in for."""
+    return with_overrides(
+        None,
+        name=job_name(name),
+        image=probe,
+        environment={"MODE": mode},
+        channel_uris={"train": f"s3://{CHANNEL_BUCKET}/unused"},
+    )
+
+
 def snapshot(root: Path) -> dict[str, tuple[bytes, int, int, int, int, int]]:
     out = {}
     for path in sorted(root.rglob("*")):
@@ -54,13 +65,7 @@ def test_an_attacking_image_leaves_the_users_files_as_they_were(
     if layout == "nested":
         (data / "sub" / "b.csv").write_text("me too")
     before = snapshot(data)
-    request = with_overrides(
-        None,
-        name=job_name("attack"),
-        image=probe,
-        environment={"MODE": "attack"},
-        channel_uris={"train": f"s3://{CHANNEL_BUCKET}/unused"},
-    )
+    request = probe_request(probe, "attack", "attack")
     result = platform.start(parse_request(request), local_channels={"train": data}).wait(120)
     assert result.TrainingJobStatus == "Completed", result.log_tail()
     assert "READ a.csv keep me" in result.logs, "the container reads the user's data"
@@ -76,13 +81,7 @@ def test_a_local_channel_directory_is_not_copied(platform: TrainingPlatform, pro
     data.mkdir()
     with open(data / "blob.bin", "wb") as fh:
         fh.truncate(64 * 2**20)
-    request = with_overrides(
-        None,
-        name=job_name("zero-copy"),
-        image=probe,
-        environment={"MODE": "none"},
-        channel_uris={"train": f"s3://{CHANNEL_BUCKET}/unused"},
-    )
+    request = probe_request(probe, "zero-copy", "none")
     job = platform.start(parse_request(request), local_channels={"train": data})
     copies = [
         p
@@ -104,13 +103,7 @@ def test_symlinks_in_a_local_channel_arrive_as_their_targets_bytes(
     data = tmp_path / "train"
     data.mkdir()
     (data / "a.csv").symlink_to(elsewhere)
-    request = with_overrides(
-        None,
-        name=job_name("links"),
-        image=probe,
-        environment={"MODE": "none"},
-        channel_uris={"train": f"s3://{CHANNEL_BUCKET}/unused"},
-    )
+    request = probe_request(probe, "links", "none")
     result = platform.start(parse_request(request), local_channels={"train": data}).wait(120)
     assert result.TrainingJobStatus == "Completed", result.log_tail()
     assert "READ a.csv linked" in result.logs
