@@ -40,6 +40,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "sagemaker_gpu: the test needs GPUs in the container; skipped where none can be given"
     )
+    config.addinivalue_line(
+        "markers",
+        "sagemaker_needs_s3: the test's image calls S3 itself; skipped where this engine's containers cannot "
+        "reach the session's S3",
+    )
     settings = resolve(config)
     config.stash[SESSION_KEY] = SageMakerSession(config, settings)
     if not config.pluginmanager.has_plugin("sagemaker_contract.fixtures"):
@@ -121,7 +126,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """`@pytest.mark.sagemaker_gpu`: skip, with the detection's reason, where no GPU can be given."""
+    """`@pytest.mark.sagemaker_gpu`: skip, with the detection's reason, where no GPU can be given.
+    `@pytest.mark.sagemaker_needs_s3`: skip where this engine's containers cannot reach the session's S3."""
+    if item.get_closest_marker("sagemaker_needs_s3") is not None:
+        unreachable = session_of(item.config).container_s3_unavailable()
+        if unreachable is not None:
+            pytest.skip(f"sagemaker_needs_s3: this engine's containers cannot reach the session's S3 ({unreachable})")
     if item.get_closest_marker("sagemaker_gpu") is None:
         return
     defaults = marker_defaults(item)

@@ -77,6 +77,16 @@ class SageMakerSession:
             self._engine = engine
         return self._engine, self.topology
 
+    def container_s3_unavailable(self) -> str | None:
+        """Why this engine's containers cannot reach the session's S3 (measured once), or None when they can
+        or the engine cannot be reached at all (that failure is reported where the platform starts)."""
+        with self._lock:
+            try:
+                _engine, topology = self._measure()
+            except EngineError:
+                return None
+        return topology.container_s3_unavailable()
+
     def _topology_header(self) -> list[str]:
         """The header's engine line: measured when the suite will run (an image is given), else at first use."""
         if not self.settings.images:

@@ -329,6 +329,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("sm_allow_network", "allow_network", "the image needs the network: skip SM-NET-ISOLATION", _flag, "bool"),
     Option(
+        "sm_needs_s3",
+        "needs_s3",
+        "the image calls S3 itself (AWS_ENDPOINT_URL_S3): where this engine's containers cannot reach the "
+        "session's S3, the checks that run it skip with that reason instead of failing",
+        _flag,
+        "bool",
+    ),
+    Option(
         "sm_aws_region",
         ("region", "set_region_env"),
         "region in TRAINING_JOB_ARN and the AWS_REGION the container gets (default us-east-1); 'none' sets no "
@@ -408,6 +416,8 @@ class Settings:
     input_modes: list[str] = field(default_factory=list)
     instance_count: int | None = None
     allow_network: bool = False
+    #: --sm-needs-s3: the image calls S3 itself; checks that run it skip where containers cannot reach S3.
+    needs_s3: bool = False
     region: str = "us-east-1"
     set_region_env: bool = True
     hyperparameter_value_limit: int | None = None

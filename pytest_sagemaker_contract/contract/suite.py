@@ -314,7 +314,31 @@ class Suite:
         self.note.message = message
         if result is not None:
             self.attach_logs(result)
+            if getattr(result, "TrainingJobStatus", None) == "Failed":
+                message += self._s3_hint()
         pytest.fail(f"{self.check_id} ({self.note.clause}): {message}", pytrace=False)
+
+    def _s3_hint(self) -> str:
+        """Where containers cannot reach S3, a failed run may be the engine's doing, not the image's: say so."""
+        unreachable = session_of(self.item.config).container_s3_unavailable()
+        if unreachable is None:
+            return ""
+        return (
+            f". Note: this engine's containers cannot reach the session's S3 ({unreachable}); if the image calls "
+            "S3 itself, this failure is the environment's: pass --sm-needs-s3 to skip such runs here, or run on "
+            "an engine whose bridge is on this machine"
+        )
+
+    def _require_container_s3(self) -> None:
+        """--sm-needs-s3: a run of an image that calls S3 itself proves nothing where S3 is out of its reach."""
+        if not self.settings.needs_s3:
+            return
+        unreachable = session_of(self.item.config).container_s3_unavailable()
+        if unreachable is not None:
+            self.skip(
+                f"the image calls S3 itself (--sm-needs-s3) and this engine's containers cannot reach the "
+                f"session's S3 ({unreachable}); run on an engine whose bridge is on this machine"
+            )
 
     def skip(self, message: str) -> None:
         self.note.message = message
@@ -354,6 +378,7 @@ class Suite:
 
     def run(self, **overrides: Any) -> Any:
         self.facts()
+        self._require_container_s3()
         overrides.setdefault("name", self._name())
         result = self.factory(self.image, **overrides).run()
         self.fail_on_engine_fault(result)
@@ -362,6 +387,7 @@ class Suite:
     def run_all(self, runs: list[dict[str, Any]]) -> list[Any]:
         """Several runs of this check at once (within --sm-parallel), results in order."""
         self.facts()
+        self._require_container_s3()
         requests = [self.factory(self.image, **{"name": self._name(), **overrides}) for overrides in runs]
         results: list[Any] = self.factory.run_all(requests)
         for result in results:
@@ -371,6 +397,7 @@ class Suite:
     def start(self, **overrides: Any) -> Any:
         """A running job (CreateTrainingJob returned); the caller stops and waits for it."""
         self.facts()
+        self._require_container_s3()
         overrides.setdefault("name", self._name())
         return self.factory(self.image, **overrides).start()
 
@@ -380,6 +407,7 @@ class Suite:
         A run disturbed from outside (an engine fault) fails every check that uses it, naming the fault.
         """
         self.facts()
+        self._require_container_s3()
         result = self.context.default_result(
             lambda: self.factory(
                 self.image,

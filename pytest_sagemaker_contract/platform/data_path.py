@@ -99,14 +99,21 @@ class Topology:
         parts.append(f"{fs}: {how}{' (forced by --sm-data-path)' if forced else ''}")
         if data_path == BIND and self.shared_fs is not True:
             parts.append("WARNING: bind mounts of paths the engine may not see give empty /opt/ml directories")
-        if self.gateway:
+        unreachable = self.container_s3_unavailable()
+        if unreachable is None:
             parts.append(f"S3 reachable from containers at {s3_endpoint or self.gateway}")
         else:
-            why = "its bridge has no address on this machine" if self.has_bridge else "the engine has no bridge"
             parts.append(
-                f"S3 not reachable from containers ({why}): images that call S3 themselves cannot be tested here"
+                f"S3 not reachable from containers ({unreachable}): images that call S3 themselves cannot be "
+                "tested here (declare them with --sm-needs-s3 or @pytest.mark.sagemaker_needs_s3 and they skip)"
             )
         return parts[0] + ": " + "; ".join(parts[1:])
+
+    def container_s3_unavailable(self) -> str | None:
+        """Why this engine's containers cannot reach this process's S3, or None when they can."""
+        if self.gateway:
+            return None
+        return "the engine's bridge has no address on this machine" if self.has_bridge else "the engine has no bridge"
 
 
 def _engine_url(engine: Engine) -> str:

@@ -301,6 +301,51 @@ def test_kmeans_suite_same_verdicts_on_remote_engine_and_forced_engine_path(
     assert not any(Path("/tmp").glob("sm-contract-marker-*"))
 
 
+def test_image_that_calls_s3_skips_on_an_engine_whose_containers_cannot_reach_it(
+    pytester: pytest.Pytester,
+    example_image: Callable[[str | Path], str],
+    on_remote: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deliverable 3's second branch: the header says in-container S3 is unavailable; declared images'
+    runs skip with that reason; undeclared failures name the engine as a possible cause; the marker skips."""
+    image = example_image(IMAGES / "data-path-probe")
+    on_remote(image)
+    args = ("--sm-env=MODE=s3", "--sm-grace=5", "--sm-timeout=120")
+    local, local_verdicts = _suite(pytester, image, *args, "--sm-needs-s3", "-k", "SM-RUN-DEFAULT")
+    assert local_verdicts["SM-RUN-DEFAULT"] == "passed", local.stdout.str()[-3000:]
+    monkeypatch.setenv("DOCKER_HOST", REMOTE_HOST)
+    declared, verdicts = _suite(pytester, image, *args, "--sm-needs-s3")
+    declared.stdout.fnmatch_lines(["*S3 not reachable from containers*--sm-needs-s3*"])
+    run_checks = [c for c in verdicts if c.startswith("SM-RUN-")]
+    assert run_checks, verdicts
+    assert all(verdicts[c] == "skipped" for c in run_checks), verdicts
+    assert "failed" not in verdicts.values(), declared.stdout.str()[-3000:]
+    report = json.loads(sorted(pytester.path.glob("report-*.json"))[-1].read_text())
+    assert "cannot reach the session's S3" in json.dumps(report)
+    undeclared, verdicts = _suite(pytester, image, *args, "-k", "SM-RUN-DEFAULT")
+    assert verdicts["SM-RUN-DEFAULT"] == "failed"
+    undeclared.stdout.fnmatch_lines(["*S3 UNREACHABLE*"])
+    undeclared.stdout.fnmatch_lines(["*this engine's containers cannot reach the session's S3*--sm-needs-s3*"])
+    pytester.makepyfile(
+        test_own="""
+        import pytest
+
+        @pytest.mark.sagemaker_needs_s3
+        def test_calls_s3(training_job, sm_image):
+            assert training_job(sm_image, environment={"MODE": "s3"}).run().TrainingJobStatus == "Completed"
+        """
+    )
+    own = pytester.runpytest_subprocess(
+        "-p", "no:randomly", f"--sm-image={image}", "--sm-no-suite", "-rs", "test_own.py"
+    )
+    own.assert_outcomes(skipped=1)
+    own.stdout.fnmatch_lines(["*sagemaker_needs_s3: this engine's containers cannot reach the session's S3*"])
+    monkeypatch.delenv("DOCKER_HOST")
+    own = pytester.runpytest_subprocess("-p", "no:randomly", f"--sm-image={image}", "--sm-no-suite", "test_own.py")
+    own.assert_outcomes(passed=1)
+
+
 def test_engine_data_path_mounts_no_host_paths(tmp_path: Path) -> None:
     """Nothing in the engine path names a host path: the only bind mounts are the (optional) GPU driver's."""
     from pytest_sagemaker_contract.platform.data_path import engine_mounts

@@ -9,6 +9,13 @@ model)
   mkdir -m 700 /opt/ml/model/private && echo p > /opt/ml/model/private/x
   echo out > /opt/ml/output/data/o.txt
   ;;
+s3)
+  # An image that calls S3 itself: any answer from the endpoint (403 to this unsigned call included) is S3.
+  [ -n "$AWS_ENDPOINT_URL_S3" ] || { echo "S3 UNREACHABLE: no AWS_ENDPOINT_URL_S3" >&2; exit 1; }
+  out=$(wget -q -O - "$AWS_ENDPOINT_URL_S3/" 2>&1)
+  case "$out" in *403*|*ListAllMyBuckets*) echo "S3 REACHED" ;; *) echo "S3 UNREACHABLE: $out" >&2; exit 1 ;; esac
+  echo m > /opt/ml/model/m
+  ;;
 fastfile)
   if echo x > /opt/ml/input/data/train/new 2>/dev/null; then echo WRITABLE; else echo READONLY; fi
   echo m > /opt/ml/model/m
