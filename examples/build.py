@@ -70,7 +70,7 @@ OFFLINE_BASE = "sm-contract/python-base:bookworm"
 OFFLINE_DEV_BASE = "sm-contract/python-dev-base:bookworm"
 _DEV_PACKAGES = ("python3", "python3-dev", "python3-venv", "gcc", "libc6-dev")
 PYTHON_LABEL = "sm-contract.python"
-WHEEL_CACHE = Path(tempfile.gettempdir()) / "sm-contract-wheels"
+WHEEL_CACHE = Path(tempfile.gettempdir()) / f"sm-contract-wheels-{os.getuid()}"
 HASH_LABEL = "sm-contract.context-hash"
 HOST_BUSYBOX = Path("/bin/busybox")
 
@@ -91,7 +91,7 @@ def _say(message: str) -> None:
 def _locked(name: str) -> Iterator[None]:
     """Serialise identical builds across pytest-xdist workers, which would otherwise all do the work."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    locks = Path(tempfile.gettempdir()) / "sm-contract-build-locks"
+    locks = Path(tempfile.gettempdir()) / f"sm-contract-build-locks-{os.getuid()}"  # per user: /tmp is shared
     locks.mkdir(exist_ok=True)
     with open(locks / f"{safe}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -229,7 +229,7 @@ def static_busybox(client: docker.DockerClient) -> Path:
     machine without it, the one inside the official `busybox:musl` image (pulled once, cached)."""
     if _is_static(HOST_BUSYBOX):
         return HOST_BUSYBOX
-    cached = Path(tempfile.gettempdir()) / "sm-contract-busybox" / "busybox"
+    cached = Path(tempfile.gettempdir()) / f"sm-contract-busybox-{os.getuid()}" / "busybox"
     if _is_static(cached):
         return cached
     image = "busybox:1.36-musl"

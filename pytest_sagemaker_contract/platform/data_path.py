@@ -25,8 +25,9 @@ import os
 import shutil
 import tarfile
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ PIPE_UNAVAILABLE = (
     "containers cannot share); it is tested where the engine shares this filesystem and pytest runs as root"
 )
 _MARKER_TARGET = "/sm-contract-marker"
+_CHUNK = 1 << 20
 #: What `collect_dir` read of each file from the container: mode, uid, gid, uname, gname (for packing intact).
 ArchiveMeta = dict[str, tuple[int, int, int, str, str]]
 
@@ -259,65 +261,91 @@ def _add_tree(tar: tarfile.TarFile, source: Path, arcname: str, dir_mode: int | 
     tar.add(source, arcname=arcname, filter=as_root)
 
 
+def _stream_tar(fill: Callable[[tarfile.TarFile], None]) -> Iterator[bytes]:
+    """A tar stream written by `fill` on a thread of its own, read here in 1 MiB chunks: nothing on disk,
+    one chunk in memory. Closing the generator early (the engine refused the upload) ends the writer."""
+    read_fd, write_fd = os.pipe()
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with os.fdopen(write_fd, "wb", buffering=_CHUNK) as out, tarfile.open(fileobj=out, mode="w|") as tar:
+                fill(tar)
+        except BaseException as exc:  # a broken pipe when the reader stopped early is expected
+            failure.append(exc)
+
+    writer = threading.Thread(target=produce, name="sm-tar-stream", daemon=True)
+    writer.start()
+    with os.fdopen(read_fd, "rb", buffering=0) as source:
+        while chunk := source.read(_CHUNK):
+            yield chunk
+    writer.join()
+    if failure:
+        raise failure[0]
+
+
 def put_input(
-    engine: Engine, container_id: str, layout: HostLayout, skip_channels: Iterable[str], scratch: Path
+    engine: Engine,
+    container_id: str,
+    layout: HostLayout,
+    skip_channels: Iterable[str],
+    sources: Mapping[str, Path] | None = None,
 ) -> None:
     """Before the start: /opt/ml/input (config files, File-mode channels), the empty model/output directories
-    (world-writable, for images with a non-root USER) and the restored checkpoints, in one archive."""
+    (world-writable, for images with a non-root USER) and the restored checkpoints, as one streamed archive.
+
+    `sources` maps File-mode channels to the user's own directories, read straight into the stream (no
+    staged copy); the others come from the layout's channel directories."""
     skip = {str(layout.channel_dir(n)) for n in skip_channels}
-    archive = scratch / f".input-{container_id[:12]}.tar"
+    direct = dict(sources or {})
     root = OPT_ML.lstrip("/")
-    with tarfile.open(archive, "w") as tar:
+
+    def fill(tar: tarfile.TarFile) -> None:
         for name, mode in (("input", 0o777), ("input/config", 0o755), ("input/data", 0o777)):
             tar.addfile(_dir_info(f"{root}/{name}", mode))
         for path in sorted(layout.config.iterdir()):
             if path.is_file():
                 _add_tree(tar, path, f"{root}/input/config/{path.name}")
-        for path in sorted(layout.data.iterdir()) if layout.data.is_dir() else []:
-            if str(path) in skip:
+        staged = {p.name: p for p in sorted(layout.data.iterdir())} if layout.data.is_dir() else {}
+        for name in sorted({*staged, *direct}):
+            channel = direct.get(name, staged.get(name))
+            if channel is None or str(layout.channel_dir(name)) in skip:
                 continue
-            _add_tree(tar, path, f"{root}/input/data/{path.name}", 0o777 if path.is_dir() else None)
+            _add_tree(tar, channel, f"{root}/input/data/{name}", 0o777 if channel.is_dir() else None)
         for name in ("model", "output", "output/data"):
             tar.addfile(_dir_info(f"{root}/{name}", 0o777))
         if layout.checkpoints is not None and layout.checkpoint_local_path is not None:
             _add_tree(tar, layout.checkpoints, layout.checkpoint_local_path.strip("/"), 0o777)
-    try:
-        with open(archive, "rb") as fh:
-            engine.put_archive(container_id, "/", fh)
-    finally:
-        archive.unlink(missing_ok=True)
+
+    engine.put_archive(container_id, "/", _stream_tar(fill))
 
 
-def fill_volume(
-    engine: Engine, image: str, volume: str, source: Path, labels: Mapping[str, str], scratch: Path
-) -> None:
-    """Fill a FastFile channel's volume: a loader container (created, never started) mounts it and takes the archive."""
-    archive = scratch / f".{volume}.tar"
-    with tarfile.open(archive, "w") as tar:
+def fill_volume(engine: Engine, image: str, volume: str, source: Path, labels: Mapping[str, str]) -> None:
+    """Fill a FastFile channel's volume: a loader container (created, never started) mounts it and takes the
+    archive, streamed."""
+
+    def fill(tar: tarfile.TarFile) -> None:
         if source.is_file():
             _add_tree(tar, source, source.name)
         elif source.is_dir():
             for path in sorted(source.iterdir()):
                 _add_tree(tar, path, path.name)
+
+    host_config = engine.api.create_host_config(mounts=[Mount("/sm-volume", volume, type="volume")])
     try:
-        host_config = engine.api.create_host_config(mounts=[Mount("/sm-volume", volume, type="volume")])
-        try:
-            loader = engine.api.create_container(
-                image,
-                command=["true"],
-                labels={LABEL: "1", **engine.default_labels, **labels},
-                host_config=host_config,
-                network_disabled=True,
-            )
-        except Exception as exc:
-            raise EngineError(f"the engine refused the loader container of volume {volume}: {exc}") from None
-        try:
-            with open(archive, "rb") as fh:
-                engine.put_archive(loader["Id"], "/sm-volume", fh)
-        finally:
-            engine.remove(loader["Id"])
+        loader = engine.api.create_container(
+            image,
+            command=["true"],
+            labels={LABEL: "1", **engine.default_labels, **labels},
+            host_config=host_config,
+            network_disabled=True,
+        )
+    except Exception as exc:
+        raise EngineError(f"the engine refused the loader container of volume {volume}: {exc}") from None
+    try:
+        engine.put_archive(loader["Id"], "/sm-volume", _stream_tar(fill))
     finally:
-        archive.unlink(missing_ok=True)
+        engine.remove(loader["Id"])
 
 
 def _strip_top(name: str) -> str | None:

@@ -69,6 +69,14 @@ ENGINE_PATIENCE_S = 10.0
 FOLLOWER_PATIENCE_S = 5.0
 
 
+def _tar_as_is(source: Path) -> bool:
+    """A local directory whose tree can go into the input archive as it is: no links (S3 has none, so a
+    channel gets their targets' bytes, which `stage_local` copies) and nothing but files and directories."""
+    if not source.is_dir():
+        return False
+    return all((p.is_file() or p.is_dir()) and not p.is_symlink() for p in source.rglob("*"))
+
+
 class _HostRun:
     def __init__(self, host: Host, index: int, layout: HostLayout) -> None:
         self.host = host
@@ -92,6 +100,8 @@ class _HostRun:
         self.fast_volumes: dict[str, str] = {}
         #: Bind path: local File-mode channel -> the copy-on-write overlay mounted at its directory.
         self.overlays: dict[str, Mount] = {}
+        #: Engine data path: File channels read from the user's directory straight into the input archive.
+        self.direct_sources: dict[str, Path] = {}
         self.log_thread: threading.Thread | None = None
 
     def stop_feeders(self) -> None:
@@ -318,8 +328,8 @@ class TrainingJob:
             for name, volume in run.fast_volumes.items():
                 direct = self._local_direct.get(name)
                 source = direct if direct is not None and direct.is_dir() else run.layout.channel_dir(name)
-                fill_volume(engine, self.spec.image, volume, source, labels, self.job_dir)
-            put_input(engine, run.container_id, run.layout, tuple(run.fast_volumes), self.job_dir)
+                fill_volume(engine, self.spec.image, volume, source, labels)
+            put_input(engine, run.container_id, run.layout, tuple(run.fast_volumes), run.direct_sources)
 
         futures = [self.platform.pool.submit(put, run) for run in self._hosts[1:]]
         put(self._hosts[0])
@@ -327,17 +337,21 @@ class TrainingJob:
             future.result()
 
     def _collect(self) -> list[str]:
-        """Engine data path, after the exit: /opt/ml/model and /opt/ml/output copied out of every container."""
+        """Engine data path, after the exit: /opt/ml/model and /opt/ml/output copied out of every container,
+        all at once (each archive call costs the engine a mount of the stopped container's volumes)."""
         engine = self.platform.engine
-        problems: list[str] = []
+        copies: list[tuple[str, _HostRun, Future[ArchiveMeta]]] = []
         for run in self._hosts:
             if run.container_id is None or self._client_error is not None:
                 continue
             for path, dest in (("/opt/ml/model", run.layout.model), ("/opt/ml/output", run.layout.output)):
-                try:
-                    self._meta.update(collect_dir(engine, run.container_id, path, dest))
-                except Exception as exc:
-                    problems.append(f"{path} of {run.host.name} could not be copied out ({type(exc).__name__}: {exc})")
+                copies.append((path, run, self.platform.pool.submit(collect_dir, engine, run.container_id, path, dest)))
+        problems: list[str] = []
+        for path, run, future in copies:
+            try:
+                self._meta.update(future.result())
+            except Exception as exc:
+                problems.append(f"{path} of {run.host.name} could not be copied out ({type(exc).__name__}: {exc})")
         return problems
 
     def _network(self, labels: Mapping[str, str]) -> str | None:
@@ -383,6 +397,9 @@ class TrainingJob:
                     local = self._local_direct.get(channel.name)
                     if local is not None:
                         if channel.name in run.overlays:
+                            run.channels.append(describe_local(channel, local))
+                        elif self._engine_path and channel.input_mode == "File" and _tar_as_is(local):
+                            run.direct_sources[channel.name] = local  # read into the archive as it is: no copy
                             run.channels.append(describe_local(channel, local))
                         elif channel.input_mode == "File" or local.is_file():
                             run.channels.append(stage_local(channel, local, run.layout.channel_dir(channel.name)))
