@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..platform.data_path import ENGINE, PIPE_UNAVAILABLE
 from .suite import Suite, check
 
 
@@ -41,11 +40,12 @@ def sm_data_modes(sm_contract: Suite) -> None:
         return
     sm_contract.depends_on_default()
     unavailable = ""
-    if "Pipe" in modes and getattr(sm_contract.platform, "data_path", "bind") == ENGINE:
+    pipes, why = sm_contract.platform.pipe_support() if "Pipe" in modes else (True, "")
+    if not pipes:
         modes = [m for m in modes if m != "Pipe"]
-        unavailable = f"; Pipe not tried: {PIPE_UNAVAILABLE}"
+        unavailable = f"; Pipe not tried: {why}"
         if not modes:
-            sm_contract.skip(f"Pipe: {PIPE_UNAVAILABLE}")
+            sm_contract.skip(f"Pipe: {why}")
     done = []
     runs: list[dict[str, Any]] = []
     for mode in modes:

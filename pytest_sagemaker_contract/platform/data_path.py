@@ -13,8 +13,8 @@ Two shapes, chosen once per session from measured facts (`detect_topology`, `cho
   the created container with the archive endpoint before it starts; each FastFile channel is a volume
   filled through a loader container that is never started, then mounted read-only; model, output and
   failure file come back with the archive endpoint after the container exits (root-owned 0600 files
-  and setuid bits arrive intact), checkpoints during training too. Pipe mode (FIFOs fed from this
-  process) is not available on this path.
+  and setuid bits arrive intact), checkpoints during training too. Pipe mode's FIFOs live in the input
+  volume and are fed by a helper container that shares it (pipes.EngineFifoFeeder, helper.py).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ __all__ = [
     "BIND",
     "DATA_PATHS",
     "ENGINE",
-    "PIPE_UNAVAILABLE",
     "ArchiveMeta",
     "Topology",
     "choose_data_path",
@@ -62,10 +61,6 @@ BIND = "bind"
 ENGINE = "engine"
 #: --sm-data-path values; `auto` picks from the measured topology.
 DATA_PATHS = ("auto", BIND, ENGINE)
-PIPE_UNAVAILABLE = (
-    "Pipe mode is not available on the engine data path (its FIFOs are fed from this process, which the engine's "
-    "containers cannot share); it is tested where the engine shares this filesystem and pytest runs as root"
-)
 _MARKER_TARGET = "/sm-contract-marker"
 _CHUNK = 1 << 20
 #: What `collect_dir` read of each file from the container: mode, uid, gid, uname, gname (for packing intact).
@@ -290,12 +285,14 @@ def put_input(
     layout: HostLayout,
     skip_channels: Iterable[str],
     sources: Mapping[str, Path] | None = None,
+    fifos: Iterable[str] = (),
 ) -> None:
     """Before the start: /opt/ml/input (config files, File-mode channels), the empty model/output directories
     (world-writable, for images with a non-root USER) and the restored checkpoints, as one streamed archive.
 
     `sources` maps File-mode channels to the user's own directories, read straight into the stream (no
-    staged copy); the others come from the layout's channel directories."""
+    staged copy); the others come from the layout's channel directories. `fifos` are Pipe-mode FIFOs
+    (`<channel>_0`) that must exist under input/data when the container starts."""
     skip = {str(layout.channel_dir(n)) for n in skip_channels}
     direct = dict(sources or {})
     root = OPT_ML.lstrip("/")
@@ -312,6 +309,10 @@ def put_input(
             if channel is None or str(layout.channel_dir(name)) in skip:
                 continue
             _add_tree(tar, channel, f"{root}/input/data/{name}", 0o777 if channel.is_dir() else None)
+        for name in fifos:
+            info = tarfile.TarInfo(f"{root}/input/data/{name}")
+            info.type, info.mode, info.mtime = tarfile.FIFOTYPE, 0o666, int(time.time())
+            tar.addfile(info)
         for name in ("model", "output", "output/data"):
             tar.addfile(_dir_info(f"{root}/{name}", 0o777))
         if layout.checkpoints is not None and layout.checkpoint_local_path is not None:

@@ -33,7 +33,6 @@ from .channels import (
 from .checkpoints import CheckpointSync
 from .data_path import (
     ENGINE,
-    PIPE_UNAVAILABLE,
     ArchiveMeta,
     collect_dir,
     engine_mounts,
@@ -43,7 +42,7 @@ from .data_path import (
     remove_tree,
     replace_dir,
 )
-from .engine import LABEL_JOB, LABEL_RUN, EngineError
+from .engine import LABEL, LABEL_JOB, LABEL_RUN, EngineError
 from .gpu import gpu_plan
 from .instances import engine_capacity, resource_plan
 from .layout import (
@@ -57,7 +56,7 @@ from .layout import (
     training_job_arn,
 )
 from .logs import MAX_LINE_BYTES, LogBuffer, durable_log_dir
-from .pipes import PipeFeeder, PipeOptions, pipe_feeder
+from .pipes import EngineFifoFeeder, PipeFeeder, PipeOptions, pipe_feeder
 from .resources import DEFAULT_GRACE_S, PlatformResources
 from .result import HostResult, Timeline, TrainingJobResult, decide_verdict
 
@@ -102,6 +101,8 @@ class _HostRun:
         self.overlays: dict[str, Mount] = {}
         #: Engine data path: File channels read from the user's directory straight into the input archive.
         self.direct_sources: dict[str, Path] = {}
+        #: Engine data path with Pipe channels: the helper container that feeds their FIFOs.
+        self.helper_id: str | None = None
         self.log_thread: threading.Thread | None = None
 
     def stop_feeders(self) -> None:
@@ -119,8 +120,10 @@ class TrainingJob:
         local_channels: Mapping[str, Path] | None = None,
         gpus: str | None = None,
     ) -> None:
-        if platform.data_path == ENGINE and any(c.input_mode == "Pipe" for c in spec.channels):
-            raise EngineError(PIPE_UNAVAILABLE)
+        if any(c.input_mode == "Pipe" for c in spec.channels):
+            supported, why = platform.pipe_support()
+            if not supported:
+                raise EngineError(why)
         self.platform = platform
         self.spec = spec
         self.gpus = gpus or platform.gpus
@@ -166,6 +169,7 @@ class TrainingJob:
         self._volumes: list[str] = []
         #: Engine data path: the real mode and owner of every collected artifact, for packing them intact.
         self._meta: ArchiveMeta = {}
+        self._helpers: list[str] = []
 
     @classmethod
     def launch(
@@ -329,12 +333,38 @@ class TrainingJob:
                 direct = self._local_direct.get(name)
                 source = direct if direct is not None and direct.is_dir() else run.layout.channel_dir(name)
                 fill_volume(engine, self.spec.image, volume, source, labels)
-            put_input(engine, run.container_id, run.layout, tuple(run.fast_volumes), run.direct_sources)
+            fifos = [f"{feeder.channel}_0" for feeder in run.feeders]
+            put_input(engine, run.container_id, run.layout, tuple(run.fast_volumes), run.direct_sources, fifos)
+            if run.feeders:
+                run.helper_id = self._start_helper(run, labels)
+                for feeder in run.feeders:
+                    if isinstance(feeder, EngineFifoFeeder):
+                        feeder.helper_id = run.helper_id
 
         futures = [self.platform.pool.submit(put, run) for run in self._hosts[1:]]
         put(self._hosts[0])
         for future in futures:
             future.result()
+
+    def _start_helper(self, run: _HostRun, labels: Mapping[str, str]) -> str:
+        """A helper container sharing the job container's volumes, idle until the feeders exec into it."""
+        engine = self.platform.engine
+        image, why = self.platform.helper_image()
+        if image is None:
+            raise EngineError(why)
+        assert run.container_id is not None
+        host_config = engine.api.create_host_config(volumes_from=[run.container_id], network_mode="none")
+        created = engine.api.create_container(
+            image,
+            command=["/bin/busybox", "sleep", "2147483647"],
+            name=f"{run.name}-pipes",
+            labels={LABEL: "1", **engine.default_labels, **labels},
+            host_config=host_config,
+        )
+        helper = str(created["Id"])
+        self._helpers.append(helper)
+        engine.api.start(helper)
+        return helper
 
     def _collect(self) -> list[str]:
         """Engine data path, after the exit: /opt/ml/model and /opt/ml/output copied out of every container,
@@ -391,6 +421,7 @@ class TrainingJob:
                                 role_arn=spec.role_arn,
                                 region=self.platform.region,
                                 options=PipeOptions.from_request(spec.request, channel.name),
+                                engine=self.platform.engine if self._engine_path else None,
                             )
                         )
                         continue
@@ -542,6 +573,9 @@ class TrainingJob:
             pass
         for run in self._hosts:
             run.stop_feeders()
+        for helper in self._helpers:  # before the job containers: their volumes go with them only once unused
+            with contextlib.suppress(Exception):
+                self.platform.engine.remove(helper)
         exits = [r.exited_at for r in self._hosts if r.exited_at is not None]
         self.timeline.exited = max(exits) if exits else None
         for run in self._hosts:

@@ -20,6 +20,7 @@ import io
 import os
 import random
 import select
+import socket
 import stat
 import struct
 import threading
@@ -36,6 +37,7 @@ from .s3 import S3Object, S3Server
 __all__ = [
     "DEFAULT_MAX_EPOCHS",
     "RECORDIO_MAGIC",
+    "EngineFifoFeeder",
     "PipeFeeder",
     "PipeOptions",
     "epoch_items",
@@ -285,7 +287,7 @@ class PipeFeeder:
             self._stopping.wait(self.poll_s)
         raise _Stopped
 
-    def _feed(self, fd: int, epoch: int) -> bool:
+    def _feed(self, fd: Any, epoch: int) -> bool:
         """Write one epoch; False when the reader closed its end first (it has read what it wanted)."""
         try:
             for item in epoch_items(
@@ -308,7 +310,7 @@ class PipeFeeder:
             return False
         return True
 
-    def _write(self, fd: int, data: bytes, epoch: int) -> None:
+    def _write(self, fd: Any, data: bytes, epoch: int) -> None:
         view = memoryview(data)
         while view:
             if self._stopping.is_set():
@@ -320,6 +322,102 @@ class PipeFeeder:
                 continue
             view = view[written:]
             self.bytes_per_epoch[epoch] += written
+
+
+class EngineFifoFeeder(PipeFeeder):
+    """Pipe mode where the engine shares no filesystem with this process (the engine data path).
+
+    The FIFOs live in the job container's /opt/ml/input volume: `<channel>_0` goes into the input
+    archive before the start (data_path.put_input), and per epoch a helper container that shares the
+    volume (helper.py) runs `cat > <channel>_<epoch>` (creating the FIFO first from epoch 1 on), its
+    stdin fed from here through the exec API. The exec's end is the epoch's EOF, and the next FIFO
+    appears only after it, as on SageMaker. A reader that closes early ends the exec (cat gets EPIPE),
+    which this side sees as a closed connection: the epoch counts as not completed.
+    """
+
+    def __init__(self, *args: Any, engine: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.engine = engine
+        #: The helper container sharing the job container's volumes; set before `start()`.
+        self.helper_id: str | None = None
+
+    def fifo(self, epoch: int) -> Path:
+        return Path("/opt/ml/input/data") / f"{self.channel}_{epoch}"
+
+    def prepare(self) -> Path:
+        """Nothing here: `<channel>_0` is part of the input archive."""
+        return self.fifo(0)
+
+    def _run(self) -> None:
+        try:
+            for epoch in range(self.max_epochs):
+                sock, exec_id = self._open_exec(epoch)
+                self.bytes_per_epoch.append(0)
+                try:
+                    complete = self._feed(sock, epoch)
+                finally:
+                    self._close_exec(sock, exec_id)
+                if complete:
+                    self.epochs_completed += 1
+        except _Stopped:
+            pass
+        except Exception as exc:
+            self.error = f"channel {self.channel!r}: {exc}"
+
+    def _open_exec(self, epoch: int) -> tuple[socket.socket, str]:
+        if self._stopping.is_set():
+            raise _Stopped
+        if self.helper_id is None:
+            raise RuntimeError("no helper container to feed the FIFO from")
+        script = 'p="$1"; [ -p "$p" ] || /bin/busybox mkfifo -m 666 "$p"; exec /bin/busybox cat > "$p"'
+        api = self.engine.api
+        created = api.exec_create(
+            self.helper_id,
+            ["/bin/busybox", "sh", "-c", script, "feed", str(self.fifo(epoch))],
+            stdin=True,
+            stdout=False,
+        )
+        hijacked = api.exec_start(created["Id"], socket=True)
+        sock = cast(socket.socket, getattr(hijacked, "_sock", hijacked))
+        sock.settimeout(self.poll_s)
+        return sock, str(created["Id"])
+
+    def _write(self, fd: Any, data: bytes, epoch: int) -> None:
+        view = memoryview(data)
+        while view:
+            if self._stopping.is_set():
+                raise _Stopped
+            try:
+                written = fd.send(view[:_CHUNK])
+            except TimeoutError:
+                continue
+            except (ConnectionResetError, OSError) as exc:
+                raise BrokenPipeError(str(exc)) from None
+            view = view[written:]
+            self.bytes_per_epoch[epoch] += written
+
+    def _close_exec(self, sock: socket.socket, exec_id: str) -> None:
+        """EOF for the reader: close the exec's stdin and wait until its cat has closed the FIFO."""
+        try:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+            while not self._stopping.is_set():
+                try:
+                    if not sock.recv(_CHUNK):
+                        break
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+            while not self._stopping.is_set():
+                try:
+                    if not self.engine.api.exec_inspect(exec_id).get("Running"):
+                        break
+                except Exception:
+                    break
+                self._stopping.wait(self.poll_s)
+        finally:
+            sock.close()
 
 
 # -- wiring from a job request ------------------------------------------------------------------
@@ -356,15 +454,18 @@ def pipe_feeder(
     role_arn: str,
     region: str,
     options: PipeOptions = PipeOptions(),
+    engine: Any = None,
 ) -> PipeFeeder:
     """Resolve a Pipe channel (ChannelError before the container starts) and create its `<channel>_0`.
 
     `data_dir` is the host directory mounted as /opt/ml/input/data; `host_index`/`host_count` are this
-    host's place among the channel's receivers. Call `start()` with the container, `stop()` when it exits.
+    host's place among the channel's receivers. With `engine` (the engine data path) the FIFOs are fed
+    inside the engine instead (EngineFifoFeeder). Call `start()` with the container, `stop()` when it exits.
     """
     items = resolve_channel(s3, channel, role_arn=role_arn, region=region, attribute_names=options.attribute_names)
     sharded = channel.distribution == "ShardedByS3Key"
-    feeder = PipeFeeder(
+    extra: dict[str, Any] = {} if engine is None else {"engine": engine}
+    feeder = (PipeFeeder if engine is None else EngineFifoFeeder)(
         data_dir,
         channel.name,
         items,
@@ -375,6 +476,7 @@ def pipe_feeder(
         host_index=host_index if sharded else 0,
         host_count=host_count if sharded else 1,
         max_epochs=options.max_epochs,
+        **extra,
     )
     feeder.prepare()
     return feeder

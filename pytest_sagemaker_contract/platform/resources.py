@@ -13,6 +13,7 @@ from typing import Protocol
 from .data_path import overlay_supported
 from .engine import Engine
 from .gpu import GpuDetection, detect
+from .helper import helper_image
 from .logs import LogSink
 from .s3 import S3Server
 
@@ -85,6 +86,7 @@ class PlatformResources:
         self.live_jobs: weakref.WeakSet[RunningJob] = weakref.WeakSet()
         self._overlay: tuple[bool, str] | None = None
         self._overlay_lock = threading.Lock()
+        self._helper: tuple[str | None, str] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
     def overlay_support(self, image: str) -> tuple[bool, str]:
@@ -93,6 +95,24 @@ class PlatformResources:
             if self._overlay is None:
                 self._overlay = overlay_supported(self.engine, image, self.workdir / ".overlay-probe", self.run_id)
             return self._overlay
+
+    def helper_image(self) -> tuple[str | None, str]:
+        """The platform's helper image on this engine (Pipe mode on the engine data path), built once; or
+        None and why not."""
+        with self._overlay_lock:
+            if self._helper is None:
+                self._helper = helper_image(self.engine)
+            return self._helper
+
+    def pipe_support(self) -> tuple[bool, str]:
+        """Can this platform feed Pipe-mode channels? Always on the bind path; on the engine path through
+        the helper image."""
+        if self.data_path != "engine":
+            return True, "FIFOs in the bind-mounted job directory"
+        image, reason = self.helper_image()
+        if image is None:
+            return False, f"Pipe mode on the engine data path needs the platform's helper image: {reason}"
+        return True, f"FIFOs fed inside the engine by a helper container ({reason})"
 
     def gpu_detection(self) -> GpuDetection:
         """What this engine and host can give containers in GPUs (read once per platform)."""

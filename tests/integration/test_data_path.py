@@ -235,12 +235,42 @@ def test_failure_reason_and_two_hosts(platform: TrainingPlatform, probe: str) ->
     assert two.model_clashes == []
 
 
-def test_pipe_mode_is_refused_with_the_reason(platform: TrainingPlatform, probe: str) -> None:
-    from pytest_sagemaker_contract.platform import EngineError
-
-    spec = spec_for(probe, "model", input_mode="Pipe", channel_uris={"train": f"s3://{CHANNEL_BUCKET}/p"})
-    with pytest.raises(EngineError, match="Pipe mode is not available on the engine data path"):
-        platform.start(spec)
+def test_pipe_mode_fifos_fed_inside_the_engine(
+    platform: TrainingPlatform, example_image: Callable[[str | Path], str], request: pytest.FixtureRequest
+) -> None:
+    """Pipe mode on the engine path: `<channel>_0` there at the start, each next FIFO after the previous
+    epoch's EOF, the bytes exact, a reader that never opens one does not hang the job, no helper left."""
+    reader = example_image(IMAGES / "pipe-reader")
+    if platform.target == "remote":  # type: ignore[attr-defined]
+        reader = request.getfixturevalue("on_remote")(reader)
+    prefix = f"pipe-{os.urandom(4).hex()}"
+    payload = {"a.rec": b"first," + os.urandom(3 << 20), "b.rec": b"second"}
+    for key, body in payload.items():
+        platform.s3.client().put_object(Bucket=CHANNEL_BUCKET, Key=f"{prefix}/{key}", Body=body)
+    uri = f"s3://{CHANNEL_BUCKET}/{prefix}"
+    spec = parse_request(
+        with_overrides(None, name=job_name("dp-pipe"), image=reader, channel_uris={"train": uri}, input_mode="Pipe")
+    )
+    result = platform.run(spec, timeout=300)
+    assert result.TrainingJobStatus == "Completed", result.log_tail()
+    assert result.model_files == ["epoch0", "epoch1", "epoch2"]
+    with tarfile.open(fileobj=io.BytesIO(result.model_tar()), mode="r:gz") as tar:
+        epochs = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+    assert epochs == {f"epoch{i}": payload["a.rec"] + payload["b.rec"] for i in range(3)}
+    assert "channel directory exists" not in result.logs
+    never = parse_request(
+        with_overrides(
+            None,
+            name=job_name("dp-pipe-never"),
+            image=reader,
+            channel_uris={"train": uri},
+            input_mode="Pipe",
+            environment={"MODE": "never"},
+        )
+    )
+    assert platform.run(never, timeout=300).TrainingJobStatus == "Completed"
+    helpers = platform.engine.api.containers(all=True, filters={"label": f"{LABEL_RUN}={platform.run_id}"})
+    assert [c["Names"] for c in helpers] == []
 
 
 # -- the built-in suite, local vs remote ---------------------------------------------------------------
