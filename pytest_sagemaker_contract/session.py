@@ -85,6 +85,9 @@ class SageMakerSession:
                 _engine, topology = self._measure()
             except EngineError:
                 return None
+        platform = self._platform
+        if platform is not None and platform.relay_error is not None:
+            return platform.relay_error
         return topology.container_s3_unavailable()
 
     def _topology_header(self) -> list[str]:
@@ -137,6 +140,7 @@ class SageMakerSession:
                     # No address here: containers still get the engine's bridge (peers, the outside), not S3.
                     default_network=None if gateway or topology.has_bridge else "none",
                     container_s3_endpoint=s3.endpoint_url if gateway else None,
+                    relay_s3=topology.relay,
                     gpus=self.settings.gpus,
                     region=self.settings.region,
                     set_region_env=self.settings.set_region_env,

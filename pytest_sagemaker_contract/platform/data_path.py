@@ -37,6 +37,7 @@ import docker.types
 from docker.types import Mount
 
 from .engine import LABEL, LABEL_RUN, Engine, EngineError
+from .helper import static_busybox
 from .layout import OPT_ML, HostLayout
 
 __all__ = [
@@ -80,6 +81,9 @@ class Topology:
     #: Whether the engine has a default bridge at all (`dockerd --bridge=none` has none).
     has_bridge: bool
     root: bool
+    #: Without a gateway here: whether S3 can be relayed through the Docker API (a static busybox to build
+    #: the helper image from; s3_relay.py).
+    relay: bool = False
 
     def header(self, data_path: str, forced: bool, s3_endpoint: str | None) -> str:
         """One line for the report header: what was measured and which data path and S3 path follow."""
@@ -97,8 +101,13 @@ class Topology:
         if data_path == BIND and self.shared_fs is not True:
             parts.append("WARNING: bind mounts of paths the engine may not see give empty /opt/ml directories")
         unreachable = self.container_s3_unavailable()
-        if unreachable is None:
+        if unreachable is None and self.gateway:
             parts.append(f"S3 reachable from containers at {s3_endpoint or self.gateway}")
+        elif unreachable is None:
+            parts.append(
+                "S3 reachable from containers through a relay over the Docker API (its bridge has no address on "
+                "this machine; a helper container on the job's network)"
+            )
         else:
             parts.append(
                 f"S3 not reachable from containers ({unreachable}): images that call S3 themselves cannot be "
@@ -108,9 +117,10 @@ class Topology:
 
     def container_s3_unavailable(self) -> str | None:
         """Why this engine's containers cannot reach this process's S3, or None when they can."""
-        if self.gateway:
+        if self.gateway or self.relay:
             return None
-        return "the engine's bridge has no address on this machine" if self.has_bridge else "the engine has no bridge"
+        why = "the engine's bridge has no address on this machine" if self.has_bridge else "the engine has no bridge"
+        return f"{why}, and no static busybox here to build the S3 relay from (install busybox-static)"
 
 
 def _engine_url(engine: Engine) -> str:
@@ -204,13 +214,16 @@ def _shared_filesystem(engine: Engine, run_id: str, images: Iterable[str]) -> tu
 def detect_topology(engine: Engine, run_id: str, images: Iterable[str] = ()) -> Topology:
     """Measure, once per session: does the engine see this filesystem, can its containers reach this process."""
     shared, reason = _shared_filesystem(engine, run_id, images)
+    gateway = engine.bridge_gateway()
+    has_bridge = _has_bridge(engine)
     return Topology(
         engine_url=_engine_url(engine),
         shared_fs=shared,
         fs_reason=reason,
-        gateway=engine.bridge_gateway(),
-        has_bridge=_has_bridge(engine),
+        gateway=gateway,
+        has_bridge=has_bridge,
         root=os.geteuid() == 0,
+        relay=gateway is None and has_bridge and static_busybox() is not None,
     )
 
 
@@ -349,11 +362,16 @@ def fill_volume(engine: Engine, image: str, volume: str, source: Path, labels: M
         engine.remove(loader["Id"])
 
 
-def _strip_top(name: str) -> str | None:
+def _strip_top(name: str, top: str) -> str | None:
+    """The member's path below the copied directory `top`, or None for the directory itself (or an escape).
+
+    Docker names members `model/x` for a copy of /opt/ml/model; Podman 4.3 names them `/x`."""
     parts = [p for p in name.split("/") if p not in ("", ".")]
-    if len(parts) <= 1 or ".." in parts:
+    if ".." in parts:
         return None
-    return "/".join(parts[1:])
+    if not name.startswith("/") and parts and parts[0] == top:
+        parts = parts[1:]
+    return "/".join(parts) or None
 
 
 def collect_dir(
@@ -379,9 +397,10 @@ def collect_dir(
             spool.write(chunk)
         spool.seek(0)
         root = os.geteuid() == 0
+        top = container_path.rstrip("/").rsplit("/", 1)[-1]
         with tarfile.open(fileobj=spool, mode="r|") as tar:
             for member in tar:
-                rel = _strip_top(member.name)
+                rel = _strip_top(member.name, top)
                 if rel is None or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
                     continue
                 target = dest / rel
@@ -395,7 +414,7 @@ def collect_dir(
                     os.symlink(member.linkname, target)
                     continue
                 if member.islnk():
-                    link = _strip_top(member.linkname)
+                    link = _strip_top(member.linkname, top)
                     if link is not None and (dest / link).is_file():
                         os.link(dest / link, target)
                     continue

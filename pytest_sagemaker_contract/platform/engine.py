@@ -177,9 +177,13 @@ class Engine:
         return True
 
     def top(self, container_id: str) -> list[dict[str, str]]:
+        """The container's processes, or [] where the engine cannot say (Podman runs `ps` inside the
+        container and answers an image without `ps` with an empty body)."""
         try:
             top = self.api.top(container_id, ps_args="-o pid,ppid,args")
-        except docker.errors.APIError:
+        except (docker.errors.DockerException, ValueError):
+            return []
+        if not isinstance(top, dict):
             return []
         titles = [t.upper() for t in top.get("Titles") or []]
         return [dict(zip(titles, row, strict=False)) for row in top.get("Processes") or []]

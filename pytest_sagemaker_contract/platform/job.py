@@ -159,6 +159,7 @@ class TrainingJob:
         self.kill_due: float | None = None
         self._client_error: str | None = None
         self._network_id: str | None = None
+        self._network_name = ""
         self._result: TrainingJobResult | None = None
         self._supervisor: threading.Thread | None = None
         self._kill_timer: threading.Timer | None = None
@@ -199,9 +200,9 @@ class TrainingJob:
         labels = {LABEL_RUN: self.platform.run_id, LABEL_JOB: f"{spec.name}-{self._suffix}"}
         network = self._network(labels)
         env = container_environment(spec, self.platform.region, self.platform.set_region_env)
-        if not spec.network_isolation and self.platform.container_s3_endpoint:
+        endpoint = None if spec.network_isolation else self.platform.container_s3_url(network)
+        if endpoint:
             keys = self.platform.s3.keys
-            endpoint = self.platform.container_s3_endpoint
             s3_env = s3_client_environment(endpoint, self.platform.region, keys.access_key_id, keys.secret_access_key)
             env = {**s3_env, **env}
         command = ["train"] if spec.entrypoint is None and spec.arguments is None else spec.arguments
@@ -392,6 +393,7 @@ class TrainingJob:
         if len(self._hosts) == 1 and not self.spec.network_isolation:
             return self.platform.default_network
         name = f"sm-{self.spec.name[:40]}-{self._suffix}"
+        self._network_name = name
         self._network_id = self.platform.engine.create_network(
             name, labels=labels, internal=self.spec.network_isolation
         )
@@ -631,6 +633,7 @@ class TrainingJob:
             with contextlib.suppress(Exception):
                 future.result()
         if self._network_id is not None and not self.platform.keep:
+            self.platform.leave_network(self._network_name)
             self.platform.engine.remove_network(self._network_id)
         if not self.platform.keep:
             for volume in self._volumes:

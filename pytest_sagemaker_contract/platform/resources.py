@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Protocol
 
 from .data_path import overlay_supported
-from .engine import Engine
+from .engine import LABEL_RUN, Engine, EngineError
 from .gpu import GpuDetection, detect
 from .helper import helper_image
 from .logs import LogSink
 from .s3 import S3Server
+from .s3_relay import S3Relay
 
 __all__ = ["DEFAULT_GRACE_S", "INTERRUPT_GRACE_S", "PlatformResources"]
 
@@ -56,6 +57,7 @@ class PlatformResources:
         checkpoint_sync_s: float = 1.0,
         default_network: str | None = None,
         container_s3_endpoint: str | None = None,
+        relay_s3: bool = False,
         gpus: str = "auto",
         resource_limits: bool = True,
         data_path: str = "bind",
@@ -72,6 +74,11 @@ class PlatformResources:
         self.checkpoint_sync_s = checkpoint_sync_s
         self.default_network = default_network
         self.container_s3_endpoint = container_s3_endpoint
+        #: No direct way from containers to S3 here: relay it through the Docker API (s3_relay.py).
+        self.relay_s3 = relay_s3 and container_s3_endpoint is None
+        self._relay: S3Relay | None = None
+        #: Why the relay could not start, once it was tried and failed.
+        self.relay_error: str | None = None
         self.gpus = gpus
         #: Give containers the instance type's vCPUs and memory (--sm-resources); off where limits can't hold.
         self.resource_limits = resource_limits
@@ -87,6 +94,7 @@ class PlatformResources:
         self._overlay: tuple[bool, str] | None = None
         self._overlay_lock = threading.Lock()
         self._helper: tuple[str | None, str] | None = None
+        self._relay_lock = threading.Lock()
         workdir.mkdir(parents=True, exist_ok=True)
 
     def overlay_support(self, image: str) -> tuple[bool, str]:
@@ -114,6 +122,44 @@ class PlatformResources:
             return False, f"Pipe mode on the engine data path needs the platform's helper image: {reason}"
         return True, f"FIFOs fed inside the engine by a helper container ({reason})"
 
+    def container_s3_url(self, network: str | None) -> str | None:
+        """Where containers on `network` (None: the default bridge) reach this session's S3: the direct
+        endpoint, else the relay's address on that network (started on first use), else None."""
+        if self.container_s3_endpoint:
+            return self.container_s3_endpoint
+        if not self.relay_s3 or network == "none":
+            return None
+        with self._relay_lock:
+            if self._relay is None and self.relay_error is None:
+                image, why = self.helper_image()
+                if image is None:
+                    self.relay_error = why
+                else:
+                    relay = S3Relay(
+                        self.engine,
+                        image,
+                        ("127.0.0.1", self.s3.port),
+                        f"sm-s3-relay-{self.run_id}",
+                        {LABEL_RUN: self.run_id},
+                    )
+                    try:
+                        self._relay = relay.start()
+                    except EngineError as exc:
+                        self.relay_error = str(exc)
+            started = self._relay
+        if started is None:
+            return None
+        try:
+            return started.endpoint(network)
+        except Exception as exc:  # the job runs without S3, as where there is none; the reason is kept
+            self.relay_error = f"the S3 relay could not join network {network or 'bridge'}: {exc}"
+            return None
+
+    def leave_network(self, network: str) -> None:
+        """A job's network is about to go: the relay lets go of it first."""
+        if self._relay is not None:
+            self._relay.leave(network)
+
     def gpu_detection(self) -> GpuDetection:
         """What this engine and host can give containers in GPUs (read once per platform)."""
         if self._gpu_detection is None:
@@ -139,6 +185,8 @@ class PlatformResources:
             # A second Ctrl-C ends the waiting, not the removal.
             with contextlib.suppress(KeyboardInterrupt):
                 self.engine.stop_run(self.run_id, INTERRUPT_GRACE_S)
+        if self._relay is not None and not self.keep:
+            self._relay.close()
         removed = 0 if self.keep else self.engine.sweep(self.run_id)
         # With their containers gone, the jobs still running finish their export now: before S3 stops.
         for job in list(self.live_jobs):
