@@ -314,13 +314,14 @@ class Suite:
         self.note.message = message
         if result is not None:
             self.attach_logs(result)
-            if getattr(result, "TrainingJobStatus", None) == "Failed":
+            if getattr(result, "TrainingJobStatus", None) == "Failed" and not getattr(result, "engine_faults", None):
                 message += self._s3_hint()
         pytest.fail(f"{self.check_id} ({self.note.clause}): {message}", pytrace=False)
 
     def _s3_hint(self) -> str:
         """Where containers cannot reach S3, a failed run may be the engine's doing, not the image's: say so."""
-        unreachable = session_of(self.item.config).container_s3_unavailable()
+        item = getattr(self, "item", None)
+        unreachable = session_of(item.config).container_s3_unavailable() if item is not None else None
         if unreachable is None:
             return ""
         return (

@@ -18,15 +18,16 @@ from pytest_sagemaker_contract.spec import parse_request
 
 SCRIPT = textwrap.dedent(
     """
-    import os, boto3
+    import os, socket, boto3
+    prefix = f"relay/{{socket.gethostname()}}/"  # each host its own keys
     s3 = boto3.client("s3")  # AWS_ENDPOINT_URL_S3 and the session's keys come from the platform
     print("endpoint", os.environ["AWS_ENDPOINT_URL_S3"])
     body = os.urandom(5 << 20)
     for i in range(3):
-        s3.put_object(Bucket="{bucket}", Key=f"relay/part-{{i}}", Body=body[i:])
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="{bucket}", Prefix="relay/")["Contents"]]
+        s3.put_object(Bucket="{bucket}", Key=f"{{prefix}}part-{{i}}", Body=body[i:])
+    keys = [o["Key"][len(prefix):] for o in s3.list_objects_v2(Bucket="{bucket}", Prefix=prefix)["Contents"]]
     print("listed", keys)
-    got = s3.get_object(Bucket="{bucket}", Key="relay/part-2")["Body"].read()
+    got = s3.get_object(Bucket="{bucket}", Key=f"{{prefix}}part-2")["Body"].read()
     assert got == body[2:], "read back differs"
     try:
         boto3.client("s3", aws_access_key_id="AKIAWRONG", aws_secret_access_key="x").list_buckets()
@@ -75,9 +76,10 @@ def test_boto3_in_the_container_round_trips_through_the_relay(
     result = relay_platform.run(spec, timeout=300, local_channels={"code": code})
     assert result.TrainingJobStatus == "Completed", result.log_tail(40)
     assert "endpoint http://" in result.logs
-    assert "listed ['relay/part-0', 'relay/part-1', 'relay/part-2']" in result.logs
+    assert result.logs.count("listed ['part-0', 'part-1', 'part-2']") == hosts
     assert "wrong key refused: " in result.logs
     assert "AccessDenied" in result.logs.split("wrong key refused: ")[1]
     assert "UNSIGNED ACCEPTED" not in result.logs
-    objects = relay_platform.s3.client().list_objects_v2(Bucket=CHANNEL_BUCKET, Prefix="relay/")["Contents"]
-    assert sorted(o["Size"] for o in objects) == [(5 << 20) - 2, (5 << 20) - 1, 5 << 20]
+    for host in range(1, hosts + 1):
+        listed = relay_platform.s3.client().list_objects_v2(Bucket=CHANNEL_BUCKET, Prefix=f"relay/algo-{host}/")
+        assert sorted(o["Size"] for o in listed["Contents"]) == [(5 << 20) - 2, (5 << 20) - 1, 5 << 20]
