@@ -43,6 +43,10 @@ def image(example_image: Callable[[str | Path], str]) -> str:
     return example_image(IMAGES / "platform-probe")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Session:
     """A pytest process running USER_TEST, tagged so its containers can be counted."""
 
@@ -64,6 +68,9 @@ class Session:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            # As a terminal's pytest: a shell without job control starts background commands (`cmd &`, a CI
+            # step's) with SIGINT ignored, and Python then raises no KeyboardInterrupt for it.
+            preexec_fn=_default_sigint,
         )
 
     def wait_until_up(self, timeout: float = 180) -> None:
