@@ -21,7 +21,7 @@ import socket
 import tarfile
 import threading
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import cast
 
 from docker.utils.socket import next_frame_header, read_exactly
 
@@ -36,7 +36,7 @@ _OPEN = "sm-relay-open "
 _CONNECTION = f"""exec 3<&0
 d=/run/c$$
 /bin/busybox mkfifo "$d.up" "$d.down"
-echo "{_OPEN}$$" >&2
+echo "{_OPEN}$$ $(/bin/busybox cat /proc/sys/kernel/random/uuid)" >&2
 /bin/busybox dd bs={_CHUNK} if="$d.down" 2>/dev/null &
 down=$!
 /bin/busybox dd bs={_CHUNK} <&3 of="$d.up" 2>/dev/null &
@@ -86,11 +86,10 @@ class S3Relay:
                 tar.addfile(info, io.BytesIO(script))
             api.put_archive(self.container_id, "/", archive.getvalue())
             api.start(self.container_id)
-            stream = api.logs(self.container_id, stream=True, follow=True, stdout=False, stderr=True)
         except Exception as exc:
             self.close()
             raise EngineError(f"the S3 relay could not start on the engine: {exc}") from None
-        threading.Thread(target=self._follow, args=(stream,), name="sm-s3-relay", daemon=True).start()
+        threading.Thread(target=self._follow, name="sm-s3-relay", daemon=True).start()
         return self
 
     def endpoint(self, network: str | None) -> str:
@@ -124,19 +123,39 @@ class S3Relay:
 
     # -- this side of each connection ---------------------------------------------------------------
 
-    def _follow(self, stream: Any) -> None:
-        pending = b""
-        with contextlib.suppress(Exception):
-            for chunk in stream:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    text = line.decode(errors="replace").strip()
-                    if text.startswith(_OPEN):
-                        ident = text.removeprefix(_OPEN)
+    def _follow(self) -> None:
+        """Serve each connection the sidecar announces. The log is read from its start on every (re)attach:
+        a follow ends when the client's read timeout passes without a connection (docker-py's 60 s), and
+        Podman answers a follow only once there is a line; each announcement carries a uuid, served once."""
+        seen: set[str] = set()
+        while not self._closed.is_set() and self.container_id is not None:
+            pending = b""
+            try:
+                stream = self.engine.api.logs(self.container_id, stream=True, follow=True, stdout=False, stderr=True)
+                for chunk in stream:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        text = line.decode(errors="replace").strip()
+                        if not text.startswith(_OPEN) or text in seen:
+                            continue
+                        seen.add(text)
+                        ident = text.removeprefix(_OPEN).split()[0]
                         threading.Thread(
                             target=self._serve, args=(ident,), name="sm-s3-relay-conn", daemon=True
                         ).start()
+            except Exception:
+                self._closed.wait(0.2)
+            else:
+                if not self._alive():
+                    return
+                self._closed.wait(0.2)
+
+    def _alive(self) -> bool:
+        try:
+            return bool(self.engine.api.inspect_container(self.container_id)["State"]["Running"])
+        except Exception:
+            return False
 
     def _serve(self, ident: str) -> None:
         api = self.engine.api
