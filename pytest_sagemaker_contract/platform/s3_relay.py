@@ -145,11 +145,10 @@ class S3Relay:
                             target=self._serve, args=(ident,), name="sm-s3-relay-conn", daemon=True
                         ).start()
             except Exception:
-                self._closed.wait(0.2)
-            else:
-                if not self._alive():
-                    return
-                self._closed.wait(0.2)
+                pass
+            if not self._alive():
+                return
+            self._closed.wait(0.2)
 
     def _alive(self) -> bool:
         try:
