@@ -51,6 +51,8 @@ from typing import Any
 import docker
 import docker.errors
 
+from pytest_sagemaker_contract.platform.helper import is_static
+
 __all__ = [
     "EXAMPLES_DIR",
     "HASH_LABEL",
@@ -215,22 +217,13 @@ def _hash_tree(root: Path, extra: Iterable[str]) -> str:
     return digest.hexdigest()[:32]
 
 
-def _is_static(path: Path) -> bool:
-    """An ELF executable without a program interpreter (PT_INTERP names ld-linux when it has one)."""
-    try:
-        head = path.read_bytes()[:8192]
-    except OSError:
-        return False
-    return head.startswith(b"\x7fELF") and b"ld-linux" not in head and b"ld-musl" not in head
-
-
 def static_busybox(client: docker.DockerClient) -> Path:
     """A statically linked busybox for FROM-scratch images: the host's (Debian busybox-static), or, on a
     machine without it, the one inside the official `busybox:musl` image (pulled once, cached)."""
-    if _is_static(HOST_BUSYBOX):
+    if is_static(HOST_BUSYBOX):
         return HOST_BUSYBOX
     cached = Path(tempfile.gettempdir()) / f"sm-contract-busybox-{os.getuid()}" / "busybox"
-    if _is_static(cached):
+    if is_static(cached):
         return cached
     image = "busybox:1.36-musl"
     try:

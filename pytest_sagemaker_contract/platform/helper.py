@@ -18,13 +18,13 @@ from pathlib import Path
 
 from .engine import Engine
 
-__all__ = ["HELPER_REPOSITORY", "helper_image", "static_busybox"]
+__all__ = ["HELPER_REPOSITORY", "helper_image", "is_static", "static_busybox"]
 
 HELPER_REPOSITORY = "sm-contract/helper"
 _CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 
 
-def _is_static(path: Path) -> bool:
+def is_static(path: Path) -> bool:
     """An ELF executable without a program interpreter (its PT_INTERP would name ld-linux or ld-musl)."""
     try:
         head = path.read_bytes()[:8192]
@@ -38,7 +38,7 @@ def static_busybox() -> Path | None:
     found = shutil.which("busybox")
     for candidate in (*_CANDIDATES, *((found,) if found else ())):
         path = Path(candidate)
-        if _is_static(path):
+        if is_static(path):
             return path
     return None
 

@@ -261,20 +261,27 @@ class PipeFeeder:
     def _run(self) -> None:
         try:
             for epoch in range(self.max_epochs):
-                if epoch:
-                    self._mkfifo(epoch)
-                fd = self._open_writer(self.fifo(epoch))
+                sink = self._open_epoch(epoch)
                 self.bytes_per_epoch.append(0)
                 try:
-                    complete = self._feed(fd, epoch)
+                    complete = self._feed(sink, epoch)
                 finally:
-                    os.close(fd)
+                    self._close_epoch(sink)
                 if complete:
                     self.epochs_completed += 1
         except _Stopped:
             pass
         except Exception as exc:
             self.error = f"channel {self.channel!r}: {exc}"
+
+    def _open_epoch(self, epoch: int) -> Any:
+        """The writable end of epoch `epoch`'s FIFO (created from epoch 1 on), once a reader has opened it."""
+        if epoch:
+            self._mkfifo(epoch)
+        return self._open_writer(self.fifo(epoch))
+
+    def _close_epoch(self, sink: Any) -> None:
+        os.close(sink)
 
     def _open_writer(self, path: Path) -> int:
         """Open for writing once a reader has opened it (ENXIO until then); never blocks past a stop()."""
@@ -340,6 +347,7 @@ class EngineFifoFeeder(PipeFeeder):
         self.engine = engine
         #: The helper container sharing the job container's volumes; set before `start()`.
         self.helper_id: str | None = None
+        self._exec_id = ""
 
     def fifo(self, epoch: int) -> Path:
         return Path("/opt/ml/input/data") / f"{self.channel}_{epoch}"
@@ -348,23 +356,7 @@ class EngineFifoFeeder(PipeFeeder):
         """Nothing here: `<channel>_0` is part of the input archive."""
         return self.fifo(0)
 
-    def _run(self) -> None:
-        try:
-            for epoch in range(self.max_epochs):
-                sock, exec_id = self._open_exec(epoch)
-                self.bytes_per_epoch.append(0)
-                try:
-                    complete = self._feed(sock, epoch)
-                finally:
-                    self._close_exec(sock, exec_id)
-                if complete:
-                    self.epochs_completed += 1
-        except _Stopped:
-            pass
-        except Exception as exc:
-            self.error = f"channel {self.channel!r}: {exc}"
-
-    def _open_exec(self, epoch: int) -> tuple[socket.socket, str]:
+    def _open_epoch(self, epoch: int) -> socket.socket:
         if self._stopping.is_set():
             raise _Stopped
         if self.helper_id is None:
@@ -380,7 +372,8 @@ class EngineFifoFeeder(PipeFeeder):
         hijacked = api.exec_start(created["Id"], socket=True)
         sock = cast(socket.socket, getattr(hijacked, "_sock", hijacked))
         sock.settimeout(self.poll_s)
-        return sock, str(created["Id"])
+        self._exec_id = str(created["Id"])
+        return sock
 
     def _write(self, fd: Any, data: bytes, epoch: int) -> None:
         view = memoryview(data)
@@ -396,8 +389,9 @@ class EngineFifoFeeder(PipeFeeder):
             view = view[written:]
             self.bytes_per_epoch[epoch] += written
 
-    def _close_exec(self, sock: socket.socket, exec_id: str) -> None:
+    def _close_epoch(self, sink: Any) -> None:
         """EOF for the reader: close the exec's stdin and wait until its cat has closed the FIFO."""
+        sock = cast(socket.socket, sink)
         try:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
@@ -411,7 +405,7 @@ class EngineFifoFeeder(PipeFeeder):
                     break
             while not self._stopping.is_set():
                 try:
-                    if not self.engine.api.exec_inspect(exec_id).get("Running"):
+                    if not self.engine.api.exec_inspect(self._exec_id).get("Running"):
                         break
                 except Exception:
                     break
