@@ -8,16 +8,28 @@ nothing).
 
 from __future__ import annotations
 
-import filecmp
+import contextlib
+import grp
 import os
+import pwd
 import tarfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import untrusted
 from .s3 import S3Server
+from .untrusted import DIR, FILE, LINK, Entry
 
-__all__ = ["Merged", "fingerprint", "list_files", "merge_roots", "modified_inputs", "pack_and_upload"]
+__all__ = [
+    "Merged",
+    "fingerprint",
+    "list_files",
+    "merge_roots",
+    "modified_inputs",
+    "pack_and_upload",
+    "write_archive",
+]
 
 
 @dataclass
@@ -27,45 +39,108 @@ class Merged:
     entries: list[tuple[Path, str]] = field(default_factory=list)
     #: Names two hosts wrote with different contents (the first host's copy is kept).
     clashes: list[str] = field(default_factory=list)
+    #: Each entry's host root and what `lstat` saw, by name in the archive.
+    found: dict[str, tuple[Path, Entry]] = field(default_factory=dict)
 
     @property
     def files(self) -> list[str]:
-        return sorted(name for path, name in self.entries if not path.is_dir())
+        """The regular files: what the archive holds bytes of (a link is no model file)."""
+        return sorted(name for name, (_root, entry) in self.found.items() if entry.kind == FILE)
+
+    @property
+    def links(self) -> list[str]:
+        """The symbolic links, as `name -> target` (kept as links in the archive, never followed)."""
+        return sorted(f"{name} -> {entry.target}" for name, (_root, entry) in self.found.items() if entry.kind == LINK)
 
 
 def list_files(root: Path) -> list[str]:
-    """Every regular file under `root`, as sorted POSIX paths relative to it."""
-    out: list[str] = []
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            out.append(Path(dirpath, name).relative_to(root).as_posix())
-    return sorted(out)
+    """Every regular file under `root`, as sorted POSIX paths relative to it (links are not followed)."""
+    return sorted(entry.name for entry in untrusted.walk(root) if entry.kind == FILE)
 
 
-def _walk_entries(root: Path) -> Iterator[tuple[Path, str]]:
-    for dirpath, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(dirs) + sorted(files):
-            path = Path(dirpath, name)
-            yield path, path.relative_to(root).as_posix()
+def _same_bytes(a: tuple[Path, Entry], b: tuple[Path, Entry]) -> bool:
+    if a[1].size != b[1].size:
+        return False
+    try:
+        with untrusted.open_file(a[0], a[1].name) as fa, untrusted.open_file(b[0], b[1].name) as fb:
+            while True:
+                chunk = fa.read(1 << 20)
+                if chunk != fb.read(1 << 20):
+                    return False
+                if not chunk:
+                    return True
+    except OSError:
+        return False
+
+
+def _same(a: tuple[Path, Entry], b: tuple[Path, Entry]) -> bool:
+    if a[1].kind != b[1].kind:
+        return False
+    if a[1].kind == LINK:
+        return a[1].target == b[1].target
+    return a[1].kind != FILE or _same_bytes(a, b)
 
 
 def merge_roots(roots: Sequence[Path]) -> Merged:
-    """Merge the hosts' directories (host order) into one archive's entries; see the module's rule."""
+    """Merge the hosts' directories (host order) into one archive's entries; see the module's rule.
+
+    Walked without following links (`untrusted.walk`): a link is an entry of its own; FIFOs, sockets and
+    device nodes are left out."""
     merged = Merged()
-    seen: dict[str, tuple[int, Path]] = {}
+    host_of: dict[str, int] = {}
     for i, root in enumerate(roots):
-        if not root.is_dir():
-            continue
-        for path, name in _walk_entries(root):
-            if name in seen:
-                first_host, first = seen[name]
-                if first_host != i and not path.is_dir() and not filecmp.cmp(first, path, shallow=False):
+        for entry in untrusted.walk(root):
+            if entry.kind not in (FILE, DIR, LINK):
+                continue
+            name = entry.name
+            if name in merged.found:
+                if host_of[name] != i and entry.kind != DIR and not _same(merged.found[name], (root, entry)):
                     merged.clashes.append(name)
                 continue
-            seen[name] = (i, path)
-            merged.entries.append((path, name))
+            host_of[name] = i
+            merged.found[name] = (root, entry)
+            merged.entries.append((root / name, name))
     return merged
+
+
+def _tarinfo(name: str, entry: Entry) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = entry.mode & 0o7777
+    info.uid, info.gid = entry.uid, entry.gid
+    info.mtime = entry.mtime_ns // 1_000_000_000
+    with contextlib.suppress(KeyError, OverflowError):
+        info.uname = pwd.getpwuid(entry.uid).pw_name
+    with contextlib.suppress(KeyError, OverflowError):
+        info.gname = grp.getgrgid(entry.gid).gr_name
+    if entry.kind == DIR:
+        info.type = tarfile.DIRTYPE
+    elif entry.kind == LINK:
+        info.type, info.linkname = tarfile.SYMTYPE, entry.target or ""
+    return info
+
+
+def write_archive(
+    tar: tarfile.TarFile, merged: Merged, metadata: Mapping[str, tuple[int, int, int, str, str]] | None = None
+) -> None:
+    """The merged entries into `tar`: links as symlink members (as `tar` of the directory on SageMaker writes
+    them), a file's bytes read through `untrusted.open_file`, so nothing outside the roots gets in."""
+    real = metadata or {}
+    for path, name in merged.entries:
+        root, entry = merged.found[name]
+        info = _tarinfo(name, entry)
+        found = real.get(str(path))
+        if found is not None:
+            info.mode, info.uid, info.gid, info.uname, info.gname = found
+            info.mode &= 0o7777
+        if entry.kind != FILE:
+            tar.addfile(info)
+            continue
+        try:
+            with untrusted.open_file(root, name) as fh:
+                info.size = os.fstat(fh.fileno()).st_size
+                tar.addfile(info, fh)
+        except OSError:  # gone or swapped for something else since the walk: left out
+            continue
 
 
 def pack_and_upload(
@@ -81,27 +156,15 @@ def pack_and_upload(
     `always` uploads an archive even when it holds no file, as SageMaker uploads model.tar.gz from an
     empty /opt/ml/model; output.tar.gz is only written when it holds files. `metadata` (path on disk ->
     mode, uid, gid, user, group) is what an entry really was in the container, where the copy on disk
-    differs (the engine data path), so the archive holds it as the container wrote it.
+    differs (the engine data path), so the archive holds it as the container wrote it. Links stay links
+    (`write_archive`).
     """
-    real = metadata or {}
-
-    def as_written(path: Path) -> Callable[[tarfile.TarInfo], tarfile.TarInfo]:
-        def apply(info: tarfile.TarInfo) -> tarfile.TarInfo:
-            found = real.get(str(path))
-            if found is not None:
-                info.mode, info.uid, info.gid, info.uname, info.gname = found
-                info.mode &= 0o7777
-            return info
-
-        return apply
-
     merged = merge_roots(roots)
     if not merged.files and not always:
         return merged
     archive = roots[0].parent / f".{Path(uri).name}"
     with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
-        for path, name in merged.entries:
-            tar.add(path, arcname=name, recursive=False, filter=as_written(path))
+        write_archive(tar, merged, metadata)
     s3.upload_file(archive, uri)
     archive.unlink()
     return merged

@@ -14,6 +14,7 @@ from typing import TypeVar
 from ..errors import PlatformError
 from ..spec import ChannelSpec
 from .s3 import S3Object, S3Server, parse_s3_uri, relative_key
+from .untrusted import UnsafeName, collapse, safe_join
 
 __all__ = [
     "ChannelError",
@@ -227,7 +228,10 @@ def stage_channel(
     items = resolve_channel(s3, channel, role_arn=role_arn, region=region)
     if channel.distribution == "ShardedByS3Key":
         items = shard_items(items, host_index, host_count)
-    pairs = [(item.object, dest / item.path) for item in items]
+    try:
+        pairs = [(item.object, safe_join(dest, collapse(item.path))) for item in items]
+    except UnsafeName as exc:
+        raise _client_error(channel.name, f"S3 object name {exc} below {channel.s3_uri}: not staged") from None
     dest.mkdir(parents=True, exist_ok=True)
     s3.download_many(pairs)
     return StagedChannel(

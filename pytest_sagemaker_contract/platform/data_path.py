@@ -23,6 +23,7 @@ import contextlib
 import io
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import threading
@@ -36,6 +37,7 @@ import docker.errors
 import docker.types
 from docker.types import Mount
 
+from . import untrusted
 from .engine import LABEL, LABEL_RUN, Engine, EngineError
 from .helper import static_busybox
 from .layout import OPT_ML, HostLayout
@@ -403,31 +405,66 @@ def collect_dir(
                 rel = _strip_top(member.name, top)
                 if rel is None or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
                     continue
-                target = dest / rel
+                target = _landing(dest, rel)
+                if target is None:
+                    continue
                 meta[str(target)] = (member.mode, member.uid, member.gid, member.uname, member.gname)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if member.isdir():
-                    target.mkdir(exist_ok=True)
-                    os.chmod(target, member.mode if root else member.mode | 0o700)
+                    if not target.is_symlink():
+                        target.mkdir(exist_ok=True)
+                        os.chmod(target, member.mode if root else member.mode | 0o700)
+                    continue
+                if os.path.lexists(target):  # a name the archive already gave: the first one stays
                     continue
                 if member.issym():
-                    os.symlink(member.linkname, target)
+                    os.symlink(member.linkname, target)  # kept as a link: nothing here ever follows it
                     continue
                 if member.islnk():
                     link = _strip_top(member.linkname, top)
-                    if link is not None and (dest / link).is_file():
-                        os.link(dest / link, target)
+                    source = _landing(dest, link) if link is not None else None
+                    if source is not None and _plain_file(source):
+                        os.link(source, target, follow_symlinks=False)
                     continue
-                handle = tar.extractfile(member)
-                with open(target, "wb") as out:
-                    if handle is not None:
-                        shutil.copyfileobj(handle, out)
-                if root:
-                    with contextlib.suppress(OSError):
-                        os.chown(target, member.uid, member.gid)
-                os.chmod(target, member.mode if root else member.mode | 0o600)
-                os.utime(target, (member.mtime, member.mtime))
+                _write_member(tar, member, target, root)
     return meta
+
+
+def _landing(dest: Path, rel: str) -> Path | None:
+    """Where an archive member lands below `dest`, or None when its name is unsafe or a directory on the way
+    is a link (the archive is the container's: a link it holds is never written through)."""
+    try:
+        target = untrusted.safe_join(dest, rel)
+    except untrusted.UnsafeName:
+        return None
+    parent = dest
+    for part in rel.split("/")[:-1]:
+        parent = parent / part
+        if parent.is_symlink():
+            return None
+    return target
+
+
+def _plain_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, root: bool) -> None:
+    """A regular member's bytes into a new file at `target`, created without following a link."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        handle = tar.extractfile(member)
+        if handle is not None:
+            shutil.copyfileobj(handle, out)
+        if root:
+            with contextlib.suppress(OSError):
+                os.fchown(fd, member.uid, member.gid)
+        os.fchmod(fd, member.mode if root else member.mode | 0o600)
+        out.flush()
+        os.utime(fd, (member.mtime, member.mtime))
 
 
 def remove_tree(path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..spec import ChannelSpec, TrainingJobSpec
+from .untrusted import LinkRefused, read_text
 
 __all__ = [
     "OPT_ML",
@@ -188,10 +189,14 @@ class HostLayout:
         return binds
 
     def failure_text(self) -> str | None:
-        """The first 1024 characters of /opt/ml/output/failure: they become FailureReason (§3)."""
-        path = self.output / "failure"
+        """The first 1024 characters of /opt/ml/output/failure: they become FailureReason (§3).
+
+        Read through `untrusted.read_text`: a failure file that is a link is never followed (its target
+        would be a file of this machine, not of the container)."""
         try:
-            with open(path, errors="replace") as fh:
-                return fh.read(1024)
-        except (FileNotFoundError, IsADirectoryError, PermissionError):
-            return None
+            return read_text(self.output, "failure", 1024)
+        except LinkRefused as exc:
+            return (
+                f"/opt/ml/output/failure was a symbolic link (to {exc.target}) and was not followed: the platform "
+                "never reads through a link the image made; write the failure reason into the file itself"
+            )
