@@ -67,6 +67,9 @@ class Engine:
         #: Whether a container's Pid names a process in this machine's /proc (False once the session
         #: measured that the engine does not share this filesystem: it may be another machine).
         self.local_proc = True
+        #: Every signal this engine sent, per container id, in order: what the platform itself did, against
+        #: which the engine's events show what someone else did (interference.py).
+        self.signals_sent: dict[str, list[str]] = {}
 
     # -- images ---------------------------------------------------------------------------
 
@@ -170,6 +173,7 @@ class Engine:
 
     def kill(self, container_id: str, signal: str) -> bool:
         """Send `signal` to PID 1; False when the container was no longer running."""
+        self.signals_sent.setdefault(container_id, []).append(signal)  # before the event it causes
         try:
             self.api.kill(container_id, signal=signal)
         except docker.errors.APIError:
@@ -217,6 +221,13 @@ class Engine:
     def follow_logs(self, container_id: str) -> Iterator[bytes]:
         stream: Iterator[bytes] = self.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=True)
         return stream
+
+    def container_events(self, container_ids: Sequence[str], since: float | None = None) -> Any:
+        """The engine's events for these containers (decoded dicts, in order), live from now or from `since`
+        (epoch seconds); an iterator whose close() ends it. Subscribed when this returns."""
+        return self.api.events(
+            since=since, filters={"type": "container", "container": list(container_ids)}, decode=True
+        )
 
     def remove(self, container_id: str) -> None:
         try:

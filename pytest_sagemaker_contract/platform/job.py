@@ -45,6 +45,7 @@ from .data_path import (
 from .engine import LABEL, LABEL_JOB, LABEL_RUN, EngineError
 from .gpu import gpu_plan
 from .instances import engine_capacity, resource_plan
+from .interference import InterferenceWatcher
 from .layout import (
     OPT_ML,
     Host,
@@ -171,6 +172,8 @@ class TrainingJob:
         #: Engine data path: the real mode and owner of every collected artifact, for packing them intact.
         self._meta: ArchiveMeta = {}
         self._helpers: list[str] = []
+        #: Watches the engine's events for what someone else does to the containers (docker kill, pause…).
+        self._interference: InterferenceWatcher | None = None
 
     @classmethod
     def launch(
@@ -290,6 +293,9 @@ class TrainingJob:
         if self._engine_path:
             self._put_inputs()
         self.secondary_status = "Training"
+
+        names = {r.container_id: r.name for r in self._hosts if r.container_id}
+        self._interference = InterferenceWatcher(engine, names)
 
         def start(run: _HostRun) -> None:
             assert run.container_id is not None
@@ -582,6 +588,8 @@ class TrainingJob:
         self.timeline.exited = max(exits) if exits else None
         for run in self._hosts:
             self._join_follower(run)
+        if self._interference is not None:
+            self._interference.finish(self._hosts, self.timeline)
         for sync in self._checkpoints:
             with contextlib.suppress(Exception):
                 sync.finish()

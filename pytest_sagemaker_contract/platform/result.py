@@ -61,6 +61,9 @@ class Timeline:
     pid1_sigterm: str | None = None
     #: The process tree just before SIGKILL (empty when the container exited within the grace).
     process_tree_at_kill: list[dict[str, str]] = field(default_factory=list)
+    #: What someone else did to the containers (docker kill, stop, restart, pause), one sentence per host, in
+    #: the engine's event order; each is also that host's engine fault (interference.py).
+    interference: list[str] = field(default_factory=list)
 
     @property
     def seconds_to_exit_after_sigterm(self) -> float | None:
@@ -86,6 +89,7 @@ class Timeline:
             "process_tree": self.process_tree,
             "pid1_sigterm": self.pid1_sigterm,
             "process_tree_at_kill": self.process_tree_at_kill,
+            "interference": list(self.interference),
         }
 
 
