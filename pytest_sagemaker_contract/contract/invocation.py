@@ -24,9 +24,16 @@ def expected_model(sm_contract: Suite) -> list[str]:
     return list(sm_contract.settings.expect_model)
 
 
-def model_problem(files: list[str], globs: list[str]) -> str | None:
-    """Why the model files miss the expectation (`--sm-expect-model`), or None when they meet it."""
+def model_problem(files: list[str], globs: list[str], links: list[str] | None = None) -> str | None:
+    """Why the model files miss the expectation (`--sm-expect-model`), or None when they meet it.
+
+    `links` (`name -> target`) are the model's symbolic links: kept as links, they are no model file."""
     if not globs:
+        if not files and links:
+            return (
+                f"the model directory /opt/ml/model held only symbolic links ({', '.join(links[:3])}): "
+                "model.tar.gz keeps a link as a link (as SageMaker's tar does), so it holds no model bytes"
+            )
         return None if files else "the model directory /opt/ml/model was empty"
     missing = [g for g in globs if not fnmatch.filter(files, g)]
     if missing:
@@ -96,7 +103,7 @@ def _run_derived(sm_contract: Suite, key: str, field: str) -> None:
 def sm_run_default(sm_contract: Suite) -> None:
     result = sm_contract.default_run()
     sm_contract.expect_completed(result, "docker run IMAGE train")
-    problem = model_problem(result.model_files, expected_model(sm_contract))
+    problem = model_problem(result.model_files, expected_model(sm_contract), result.model_links)
     if problem:
         sm_contract.fail(f"docker run IMAGE train: Completed but {problem}; write the model to /opt/ml/model", result)
     limits = _resource_note(sm_contract)

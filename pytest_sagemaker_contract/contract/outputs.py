@@ -22,8 +22,10 @@ def sm_out_model(sm_contract: Suite) -> None:
     except Exception as exc:
         sm_contract.fail(f"no model.tar.gz at {uri} ({exc})", result)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        files = sorted(m.name for m in tar.getmembers() if m.isfile())
-    problem = model_problem(files, expected_model(sm_contract))
+        members = tar.getmembers()
+    files = sorted(m.name for m in members if m.isfile())
+    links = sorted(f"{m.name} -> {m.linkname}" for m in members if m.issym())
+    problem = model_problem(files, expected_model(sm_contract), links)
     if problem:
         sm_contract.fail(f"{uri}: {problem}; write the model files to /opt/ml/model before exiting", result)
     shown = ", ".join(files[:5]) + (f" (+{len(files) - 5} more)" if len(files) > 5 else "")

@@ -287,6 +287,7 @@ class TrainingJob:
                     run.layout.checkpoints,
                     self.platform.checkpoint_sync_s,
                     pull=self._checkpoint_pull(run) if self._engine_path else None,
+                    mounted_at=spec.checkpoint.local_path,
                 )
                 sync.restore()
                 self._checkpoints.append(sync)
@@ -657,6 +658,7 @@ class TrainingJob:
         engine_faults = [r.engine_fault for r in self._hosts if r.engine_fault is not None]
         warnings = [f"engine fault, not the image's: {fault}" for fault in engine_faults]
         warnings.extend(collect_problems)
+        warnings.extend(w for sync in self._checkpoints for w in sync.warnings)
         warnings.extend(self._log_warnings)
         for run in self._hosts:
             if run.log_error is not None and run.engine_fault is None:
@@ -701,6 +703,7 @@ class TrainingJob:
             s3=s3,
             log_path=self._logs.path,
             engine_faults=engine_faults,
+            model_links=model.links,
         )
         if not self.platform.keep:
             result.discard_log_with_result()

@@ -11,6 +11,7 @@ import contextlib
 import os
 import tarfile
 import tempfile
+import warnings
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 from .channels import StagedChannel
 from .logs import TRUNCATION_MARK
 from .s3 import S3Server
+from .untrusted import UnsafeName, safe_relative
 
 __all__ = [
     "INTERNAL_ERROR_PREFIX",
@@ -143,6 +145,8 @@ class TrainingJobResult:
     #: Faults of the environment, not the image (a container removed or killed from outside, the engine
     #: gone): when any is set the job is Failed with an InternalServerError and proves nothing about the image.
     engine_faults: list[str] = field(default_factory=list)
+    #: The model's symbolic links, `name -> target`: kept as links in model.tar.gz, they hold no model bytes.
+    model_links: list[str] = field(default_factory=list)
     _log_finalizer: Any = field(init=False, default=None, repr=False, compare=False)
 
     @property
@@ -198,22 +202,62 @@ class TrainingJobResult:
         return self.s3.get_bytes(self.ModelArtifacts["S3ModelArtifacts"])
 
     def extract_model(self, dest: str | os.PathLike[str]) -> Path:
-        """Download model.tar.gz from the platform's S3 and unpack it into `dest`."""
+        """Download model.tar.gz from the platform's S3 and unpack it into `dest`.
+
+        The archive is the image's: members are unpacked with tarfile's `data` filter one by one, and a
+        member it refuses (a link to an absolute path or out of `dest`, a name with `..`, a device) is
+        skipped, never written through; the skipped names come in one UserWarning."""
         target = Path(dest)
         target.mkdir(parents=True, exist_ok=True)
         uri = self.ModelArtifacts["S3ModelArtifacts"]
         obj = self.s3.head(uri)
         if obj is None:
             raise FileNotFoundError(f"no model.tar.gz at {uri}")
+        skipped: list[str] = []
         with tempfile.TemporaryDirectory(prefix="sm-contract-model-") as scratch:
             archive = Path(scratch) / "model.tar.gz"
             self.s3.download(obj, archive)  # streamed to disk: a large model never sits in memory whole
             with tarfile.open(archive, mode="r:gz") as tar:
-                if hasattr(tarfile, "data_filter"):
-                    tar.extractall(target, filter="data")
-                else:  # Python < 3.10.12 has no extraction filters; the archive is the platform's own
-                    tar.extractall(target)
+                for member in tar:
+                    why = _unsafe_member(member, target)
+                    if why is None:
+                        try:
+                            if hasattr(tarfile, "data_filter"):
+                                tar.extract(member, target, filter="data")
+                            else:  # checked by _unsafe_member, which keeps links out on such a Python
+                                tar.extract(member, target)
+                            continue
+                        except tarfile.FilterError as exc:
+                            why = str(exc)
+                    skipped.append(f"{member.name} ({why})")
+        if skipped:
+            warnings.warn(
+                f"extract_model: {len(skipped)} member(s) of {uri} not extracted, as they would reach outside "
+                f"{target}: {'; '.join(skipped[:5])}",
+                UserWarning,
+                stacklevel=2,
+            )
         return target
+
+
+def _unsafe_member(member: tarfile.TarInfo, dest: Path) -> str | None:
+    """Why a member may not be extracted into `dest`, checked here too for Pythons without tarfile filters."""
+    try:
+        safe_relative(member.name.rstrip("/"))
+    except UnsafeName as exc:
+        return exc.why
+    if member.issym() or member.islnk():
+        if not hasattr(tarfile, "data_filter"):
+            return "a link: this Python has no tarfile extraction filters (3.10.12+, 3.11.4+) to place it safely"
+        if member.linkname.startswith("/"):
+            return f"a link to the absolute path {member.linkname}"
+        base = (dest / member.name).parent if member.issym() else dest
+        resolved = os.path.normpath(os.path.join(base, member.linkname))
+        if os.path.commonpath([os.path.normpath(dest), resolved]) != os.path.normpath(dest):
+            return f"a link to {member.linkname}, outside the model"
+    elif not (member.isfile() or member.isdir()):
+        return "not a file, directory or link"
+    return None
 
 
 def _discard_log(path: Path) -> None:
