@@ -294,11 +294,13 @@ def _parse_env(pairs: Iterable[str] | None) -> dict[str, str]:
     return env
 
 
-def read_image(client: docker.DockerClient, image: str) -> ImageFacts:
+def read_image(client: docker.DockerClient, image: str, labels: Mapping[str, str] | None = None) -> ImageFacts:
     """Read an image's config and the header of every file in it, without running it.
 
     The filesystem comes from a container that is created but never started, exported as a tar stream:
-    that is the merged view a training job would see, and nothing in the image gets to execute.
+    that is the merged view a training job would see, and nothing in the image gets to execute. `labels`
+    (the engine's owner labels) go on that container, so a session killed during the export leaves it to
+    the next session's reaping.
     """
     try:
         attrs = client.api.inspect_image(image)
@@ -309,7 +311,7 @@ def read_image(client: docker.DockerClient, image: str) -> ImageFacts:
         attrs["Id"],
         entrypoint=["/sm-contract-inspect-never-started"],
         command=["never-started"],
-        labels={INSPECT_LABEL: INSPECT_LABEL_VALUE},
+        labels={**(labels or {}), INSPECT_LABEL: INSPECT_LABEL_VALUE},
         network_disabled=True,
     )
     container_id = container["Id"]

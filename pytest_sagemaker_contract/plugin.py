@@ -216,6 +216,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             + ", ".join(sm.reaped[:5])
             + (" …" if len(sm.reaped) > 5 else "")
         )
+    for warning in sm.reap_warnings:
+        terminalreporter.write_line(f"sagemaker-contract: warning: {warning}")
     for path in sm.kept:
         terminalreporter.write_line(
             f"sagemaker-contract: kept job directories under {path} and containers labelled "

@@ -21,7 +21,7 @@ from .jobs import local_channel_uri
 from .platform import Engine, EngineError, S3Server, TrainingPlatform
 from .platform.data_path import Topology, choose_data_path, detect_topology
 from .platform.instances import engine_capacity, resource_plan
-from .platform.owner import current_owner, reap_dead_sessions, write_owner_file
+from .platform.owner import claim, reap_dead_sessions, write_owner_file
 from .settings import Settings
 
 __all__ = [
@@ -54,6 +54,8 @@ class SageMakerSession:
         self.run_id = "-".join(p for p in (base, worker, os.urandom(4).hex()) if p)
         #: What the session removed at its start that dead sessions had left behind.
         self.reaped: list[str] = []
+        #: What that reaping could not remove, one line each (the session goes on regardless).
+        self.reap_warnings: list[str] = []
         self._platform: TrainingPlatform | None = None
         self._error: str | None = None
         self._lock = threading.Lock()
@@ -68,10 +70,11 @@ class SageMakerSession:
         if self._engine is None or self.topology is None:
             engine = Engine()
             if not self.settings.keep:  # kept resources carry no owner: only the user removes them
-                engine.default_labels.update(current_owner().labels())
+                claim(engine)
             if self.tag:
                 engine.default_labels[LABEL_TAG] = self.tag
-            self.reaped = reap_dead_sessions(engine)
+            reaped = reap_dead_sessions(engine)
+            self.reaped, self.reap_warnings = reaped.removed, reaped.warnings
             self.topology = detect_topology(engine, self.run_id, self.settings.images)
             engine.local_proc = self.topology.shared_fs is True
             self._engine = engine
@@ -129,7 +132,7 @@ class SageMakerSession:
                 s3 = S3Server(host=gateway or "127.0.0.1").start()
                 workdir = Path(tempfile.mkdtemp(prefix=f"sm-contract-{self.run_id}-"))
                 if not self.settings.keep:
-                    write_owner_file(workdir, current_owner())
+                    write_owner_file(workdir, engine)
                 self._platform = TrainingPlatform(
                     engine,
                     s3,

@@ -202,7 +202,7 @@ class ContractContext:
             if self._facts is None and self._facts_error is None:
                 try:
                     platform.engine.image(self.image)
-                    self._facts = read_image(platform.engine.client, self.image)
+                    self._facts = read_image(platform.engine.client, self.image, platform.engine.default_labels)
                 except Exception as exc:
                     self._facts_error = f"cannot inspect {self.image}: {exc}"
             if self._facts is None:

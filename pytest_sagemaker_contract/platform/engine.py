@@ -302,6 +302,45 @@ class Engine:
         with contextlib.suppress(docker.errors.NotFound):
             self.api.remove_network(network_id)
 
+    def remove_network_forced(self, network_id: str) -> None:
+        """Remove a dead session's network even with endpoints left on it: stale ones (Docker can keep one
+        after a job was killed mid-start: "has active endpoints"), exited containers', the platform's own
+        are force-disconnected and the removal retried. A running container that is not the platform's is
+        never cut off: EngineError names it."""
+        try:
+            self.remove_network(network_id)
+            return
+        except docker.errors.APIError as exc:
+            first = str(exc.explanation or exc)
+        try:
+            network = self.api.inspect_network(network_id)
+        except docker.errors.NotFound:
+            return
+        spared: list[str] = []
+        for key, endpoint in (network.get("Containers") or {}).items():
+            name = str((endpoint or {}).get("Name") or key)
+            try:
+                state = self.api.inspect_container(key)
+            except docker.errors.DockerException:
+                state = None  # a stale endpoint ("ep-…") or a container that is gone
+            labels = (state or {}).get("Config", {}).get("Labels") or {}
+            if state is not None and state["State"].get("Running") and LABEL not in labels:
+                spared.append(name)
+                continue
+            with contextlib.suppress(docker.errors.APIError):
+                self.api.disconnect_container_from_network(name, network_id, force=True)
+        try:
+            self.remove_network(network_id)
+        except docker.errors.APIError as exc:
+            if spared:
+                net = network.get("Name") or network_id[:12]
+                raise EngineError(
+                    f"running container(s) {', '.join(spared)}, not the platform's, still use it; disconnect them "
+                    f"first: docker network disconnect {net} {spared[0]}"
+                ) from None
+            again = str(exc.explanation or exc).splitlines()[0]
+            raise EngineError(f"{first}; after force-disconnecting: {again}") from None
+
     # -- cleanup --------------------------------------------------------------------------
 
     def stop_run(self, run_id: str, grace_s: float) -> None:

@@ -15,6 +15,7 @@ from .engine import LABEL_RUN, Engine, EngineError
 from .gpu import GpuDetection, detect
 from .helper import helper_image
 from .logs import LogSink
+from .owner import claim
 from .s3 import S3Server
 from .s3_relay import S3Relay
 
@@ -95,6 +96,8 @@ class PlatformResources:
         self._overlay_lock = threading.Lock()
         self._helper: tuple[str | None, str] | None = None
         self._relay_lock = threading.Lock()
+        if not keep:  # kept resources carry no owner: only the user removes them
+            claim(engine)
         workdir.mkdir(parents=True, exist_ok=True)
 
     def overlay_support(self, image: str) -> tuple[bool, str]:
