@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from .contract import CHECKS
+from .report_file import write_report
 
 __all__ = ["ContractReport", "Row", "properties_for"]
 
@@ -85,6 +86,8 @@ class ContractReport:
         self.report_path = report_path
         self.is_worker = is_worker
         self.images: dict[str, list[Row]] = {}
+        #: Why the report file could not be written at the end (shown in the summary), or None.
+        self.write_error: str | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(p for p in report.user_properties if p[0] != "sm_warning")
@@ -132,10 +135,19 @@ class ContractReport:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker or self.report_path is None:
             return
-        self.report_path.parent.mkdir(parents=True, exist_ok=True)
-        self.report_path.write_text(json.dumps(self.as_json(), indent=2) + "\n")
+        try:
+            write_report(self.report_path, json.dumps(self.as_json(), indent=2) + "\n")
+        except OSError as exc:
+            self.write_error = (
+                f"sagemaker-contract: cannot write the contract report to {self.report_path} "
+                f"({exc.strerror or exc}); the run's results are above, rerun with --sm-report in a writable directory"
+            )
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.write_error is not None:
+            terminalreporter.write_line(self.write_error, red=True)
         if not self.images:
             return
         tr = terminalreporter
@@ -153,7 +165,7 @@ class ContractReport:
                 tr.write_line(text, **{"red": mark == "FAIL", "green": mark == "PASS", "yellow": mark == "SKIP"})
             counts = {k: sum(r.outcome == k for r in rows) for k in ("passed", "failed", "skipped")}
             tr.write_line(f"  {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
-        if self.report_path is not None and not self.is_worker:
+        if self.report_path is not None and not self.is_worker and self.write_error is None:
             tr.write_line(f"contract report: {self.report_path}")
 
 

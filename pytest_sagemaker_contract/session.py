@@ -62,13 +62,20 @@ class SageMakerSession:
         self.kept: list[Path] = []
         #: The engine and what was measured about it (once per session: the header and the platform share it).
         self._engine: Engine | None = None
+        self._engine_error: EngineError | None = None
         self.topology: Topology | None = None
         settings.platform_header = self._topology_header
 
     def _measure(self) -> tuple[Engine, Topology]:
         """Connect to the engine, reap dead sessions' leftovers, measure the topology; once. Raises EngineError."""
+        if self._engine_error is not None:
+            raise self._engine_error  # once per session: a black-hole DOCKER_HOST costs its timeout once
         if self._engine is None or self.topology is None:
-            engine = Engine()
+            try:
+                engine = Engine()
+            except EngineError as exc:
+                self._engine_error = exc
+                raise
             if not self.settings.keep:  # kept resources carry no owner: only the user removes them
                 claim(engine)
             if self.tag:
@@ -127,6 +134,7 @@ class SageMakerSession:
                     engine, topology = self._measure()
                 except EngineError as exc:
                     self._error = f"sagemaker-contract: {exc}"
+                if self._error is not None:  # failed outside the except: one line, no chained context
                     pytest.fail(self._error, pytrace=False)
                 gateway = topology.gateway
                 s3 = S3Server(host=gateway or "127.0.0.1").start()

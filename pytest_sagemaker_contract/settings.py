@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,18 @@ from typing import Any
 
 import pytest
 
+from .jobs import local_channel_uri, with_overrides
 from .platform.gpu import GPU_MODES
-from .spec import RequestError, load_request, parse_request, training_instance_types, validate_request
+from .platform.instances import host_limit, local_capacity
+from .report_file import report_path_problem
+from .spec import (
+    RequestError,
+    channel_name_problem,
+    file_kind,
+    load_request,
+    parse_request,
+    training_instance_types,
+)
 
 __all__ = ["OPTIONS", "Option", "Settings", "add_options", "resolve"]
 
@@ -95,27 +106,53 @@ def _images(opt: Option, value: Sequence[str]) -> list[str]:
 
 
 def _job(opt: Option, value: Any) -> tuple[Path, dict[str, Any]]:
+    """The request file, checked as AWS would check it (the API model and the server-side limits); the image is
+    the one under test, so the file's own TrainingImage is not required here."""
     path = Path(value)
     try:
         request = load_request(path)
     except RequestError as exc:
         raise pytest.UsageError(f"{opt.flag}: {exc}") from None
-    problems = [p for p in validate_request(request) if "TrainingImage" not in p]
-    if problems:
-        raise pytest.UsageError(f"{opt.flag} {value}: invalid CreateTrainingJob request: {problems[0]}")
+    try:
+        parse_request(request, image="x")
+    except RequestError as exc:
+        raise pytest.UsageError(f"{opt.flag} {value}: {exc}") from None
     return path, request
 
 
 def _channels(opt: Option, values: Sequence[str]) -> dict[str, Path]:
     out: dict[str, Path] = {}
-    for name, path in _pairs(opt, values, "NAME", "train=./data").items():
-        if not re.fullmatch(r"[A-Za-z0-9.\-_]{1,64}", name):
-            raise pytest.UsageError(f"{opt.flag} {name}=...: channel names are 1-64 characters of [A-Za-z0-9.-_]")
+    given: dict[str, str] = {}
+    for item in values:
+        name, sep, path = item.partition("=")
+        if not sep or not name:
+            raise pytest.UsageError(f"{opt.flag} {item!r}: expected NAME=VALUE, e.g. {opt.flag} train=./data")
+        problem = channel_name_problem(name)
+        if problem:
+            raise pytest.UsageError(f"{opt.flag} {name}=...: {problem}")
+        if name in given:
+            raise pytest.UsageError(
+                f"{opt.flag} {name}={given[name]} and {opt.flag} {name}={path}: channel {name!r} given twice; "
+                "each channel once (a directory can hold several files)"
+            )
+        given[name] = path
         if not path.strip():
             raise pytest.UsageError(f"{opt.flag} {name}=: no path; e.g. {opt.flag} {name}=./data")
-        local = Path(path).expanduser()
-        if not local.exists():
-            raise pytest.UsageError(f"{opt.flag} {name}={path}: {path} does not exist")
+        try:
+            local = Path(path).expanduser()
+        except RuntimeError as exc:  # ~user of no such user
+            raise pytest.UsageError(f"{opt.flag} {name}={path}: cannot expand {path.split('/')[0]} ({exc})") from None
+        try:
+            mode = local.stat().st_mode
+        except FileNotFoundError:
+            raise pytest.UsageError(f"{opt.flag} {name}={path}: {path} does not exist") from None
+        except OSError as exc:
+            raise pytest.UsageError(f"{opt.flag} {name}={path}: cannot read {path} ({exc.strerror})") from None
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise pytest.UsageError(
+                f"{opt.flag} {name}={path}: {path} is {file_kind(mode)}; a channel is a regular file or a directory "
+                "of them (SageMaker copies S3 objects, which have an end)"
+            )
         out[name] = local
     return out
 
@@ -140,11 +177,11 @@ def _instance_type(opt: Option, value: Any) -> str:
 
 
 def _report(opt: Option, value: Any) -> Path:
+    """Checked before the run, so that a report that cannot be written fails in a second, not after the run."""
     path = Path(value)
-    if not path.parent.is_dir():
-        raise pytest.UsageError(f"{opt.flag} {value}: directory {path.parent} does not exist; create it first")
-    if path.is_dir():
-        raise pytest.UsageError(f"{opt.flag} {value}: is a directory; name a file, e.g. {path / 'sm-report.json'}")
+    problem = report_path_problem(path)
+    if problem:
+        raise pytest.UsageError(f"{opt.flag} {value}: {problem}")
     return path
 
 
@@ -265,7 +302,14 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "sm_keep", "keep", "keep containers, networks and job directories for debugging, and print where", _flag, "bool"
     ),
-    Option("sm_report", "report", "write the machine-readable contract report (JSON) to FILE", _report, metavar="FILE"),
+    Option(
+        "sm_report",
+        "report",
+        "write the machine-readable contract report (JSON) to FILE (never an input: not the --sm-job file, not in a "
+        "--sm-channel)",
+        _report,
+        metavar="FILE",
+    ),
     Option(
         "sm_timeout",
         "timeout_s",
@@ -325,6 +369,14 @@ OPTIONS: tuple[Option, ...] = (
         "instance_count",
         "SM-HOSTS-MULTI: train on N hosts (default: the job's count when > 1)",
         _whole(1, 20, "hosts"),
+        metavar="N",
+    ),
+    Option(
+        "sm_max_hosts",
+        "max_hosts",
+        "most hosts (containers) one job may have (default: 2 per CPU and 1 per GiB of this machine's memory, "
+        "at least 2); a job with more is a usage error",
+        _whole(1, 1000, "hosts"),
         metavar="N",
     ),
     Option("sm_allow_network", "allow_network", "the image needs the network: skip SM-NET-ISOLATION", _flag, "bool"),
@@ -415,6 +467,8 @@ class Settings:
     no_suite: bool = False
     input_modes: list[str] = field(default_factory=list)
     instance_count: int | None = None
+    #: --sm-max-hosts: None: `host_limit` of this machine.
+    max_hosts: int | None = None
     allow_network: bool = False
     #: --sm-needs-s3: the image calls S3 itself; checks that run it skip where containers cannot reach S3.
     needs_s3: bool = False
@@ -498,8 +552,105 @@ def resolve(config: pytest.Config) -> Settings:
         else:
             setattr(settings, opt.attr, parsed)
         settings.given[opt.name] = (value, source)
+    _check_report_is_no_input(settings)
+    _check_host_count(settings)
+    _check_effective_request(settings)
     _image_from_job(settings)
     return settings
+
+
+def _check_report_is_no_input(settings: Settings) -> None:
+    """The report is written at the end of the run: over the job file or into a channel it would destroy or
+    change the user's input."""
+    if settings.report is None:
+        return
+    flag = "--sm-report"
+    report = settings.report
+    if settings.job_file is not None and _same_file(report, settings.job_file):
+        raise pytest.UsageError(
+            f"{flag} {report}: is the --sm-job request file; the report would overwrite it: name another file"
+        )
+    for name, path in settings.channels.items():
+        if path.is_dir() and _inside(report, path):
+            raise pytest.UsageError(
+                f"{flag} {report}: is inside channel {name!r} ({path}); the report would become training data: "
+                "write it outside the channel"
+            )
+        if _same_file(report, path):
+            raise pytest.UsageError(
+                f"{flag} {report}: is channel {name!r}'s file; the report would overwrite it: name another file"
+            )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except (OSError, RuntimeError):
+        return False
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(directory.resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def _check_host_count(settings: Settings) -> None:
+    """A job of more hosts than this machine can run starts containers that starve each other: refuse it first."""
+    cpus, memory = local_capacity()
+    limit = settings.max_hosts or host_limit(cpus, memory)
+    counts: list[tuple[int, str]] = []
+    if settings.instance_count is not None:
+        counts.append((settings.instance_count, f"--sm-instance-count {settings.instance_count}"))
+    if settings.job_request is not None and settings.instance_count is None:
+        resource = settings.job_request.get("ResourceConfig") or {}
+        groups = resource.get("InstanceGroups") or []
+        if groups:
+            total = sum(int(g.get("InstanceCount", 0)) for g in groups)
+            counts.append((total, f"--sm-job {settings.job_file}: ResourceConfig.InstanceGroups add up to {total}"))
+        else:
+            count = int(resource.get("InstanceCount", 1))
+            counts.append((count, f"--sm-job {settings.job_file}: ResourceConfig.InstanceCount {count}"))
+    for count, what in counts:
+        if count <= limit:
+            continue
+        if settings.max_hosts:
+            source = f"--sm-max-hosts {settings.max_hosts}"
+        else:
+            shown = f"{cpus} CPUs, {memory / 2**30:.0f} GiB" if cpus and memory else "its CPUs and memory"
+            source = f"this machine ({shown}) runs at most {limit}, 2 per CPU and 1 per GiB"
+        raise pytest.UsageError(
+            f"{what} hosts: more than one job may start here ({source}); lower the count, "
+            "or raise the bound with --sm-max-hosts N on a machine that can run them"
+        )
+
+
+def _check_effective_request(settings: Settings) -> None:
+    """The request the suite's runs send (--sm-job plus the options), checked once here: one usage error instead
+    of the same failure in every check."""
+    flags = [
+        opt.flag
+        for opt in OPTIONS
+        if opt.name in settings.given
+        and opt.name in ("sm_hyperparameter", "sm_sigterm_hyperparameter", "sm_env", "sm_instance_type", "sm_channel")
+    ]
+    if not flags and settings.hyperparameter_value_limit is None:
+        return
+    hyperparameters = {**settings.hyperparameters, **settings.sigterm_hyperparameters}
+    request = with_overrides(
+        settings.job_request,
+        name="sm-contract-options",
+        image="x",
+        channel_uris={name: local_channel_uri("x", name) for name in settings.channels},
+        hyperparameters=hyperparameters,
+        environment=settings.environment,
+    )
+    try:
+        parse_request(request, image="x", hyperparameter_value_limit=settings.hyperparameter_value_limit)
+    except RequestError as exc:
+        given = " and ".join(flags + (["--sm-job"] if settings.job_request is not None else []))
+        raise pytest.UsageError(f"{given or '--sm-hyperparameter-value-limit'}: {exc}") from None
 
 
 def _image_from_job(settings: Settings) -> None:

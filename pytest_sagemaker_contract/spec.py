@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -19,12 +21,19 @@ from .errors import PlatformError
 
 __all__ = [
     "DEFAULT_ROLE_ARN",
+    "MAX_JOB_FILE_BYTES",
+    "MAX_JSON_DEPTH",
+    "RESERVED_DIRS",
     "SIMULATED_FIELDS",
     "ChannelSpec",
     "CheckpointSpec",
     "InstanceGroupSpec",
     "RequestError",
     "TrainingJobSpec",
+    "channel_name_problem",
+    "checkpoint_path_problem",
+    "file_kind",
+    "json_depth",
     "load_request",
     "parse_request",
     "training_instance_types",
@@ -34,6 +43,7 @@ __all__ = [
 DEFAULT_ROLE_ARN = "arn:aws:iam::123456789012:role/SageMakerContractTestRole"
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 DEFAULT_MAX_RUNTIME = 86400
+DEFAULT_CHECKPOINT_PATH = "/opt/ml/checkpoints"
 
 #: Top-level request fields the local platform acts on; every other valid field is accepted and
 #: reported once as "not simulated".
@@ -75,7 +85,7 @@ class ChannelSpec:
 @dataclass(frozen=True)
 class CheckpointSpec:
     s3_uri: str
-    local_path: str = "/opt/ml/checkpoints"
+    local_path: str = DEFAULT_CHECKPOINT_PATH
 
 
 @dataclass(frozen=True)
@@ -245,23 +255,104 @@ def validate_request(request: Mapping[str, Any]) -> list[str]:
 # Parsing
 
 
-def load_request(path: str | Path) -> dict[str, Any]:
-    """Read a `--cli-input-json` request file."""
-    p = Path(path)
+#: Largest job file read: a CreateTrainingJob request at every API maximum is far smaller.
+MAX_JOB_FILE_BYTES = 1 << 20
+#: Deepest nesting of objects and lists a request may have (the API model's deepest shape is 6 levels).
+MAX_JSON_DEPTH = 32
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words, for messages that refuse it."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return next((word for test, word in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deep `value`'s objects and lists nest, counted without recursion; stops once past `limit`."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _read_job_file(p: Path) -> bytes:
+    """The file's bytes, read only when it is a regular file under the size limit: a FIFO would block the
+    read forever and /dev/zero would never end, so neither is opened for reading at all."""
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        kind = os.stat(p).st_mode
     except FileNotFoundError:
         raise RequestError(f"job file {p} does not exist") from None
-    except IsADirectoryError:
-        raise RequestError(f"job file {p} is a directory; name the request's JSON file") from None
-    except UnicodeDecodeError as exc:
-        raise RequestError(f"job file {p} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise RequestError(f"job file {p} cannot be read: {exc.strerror}") from None
+    if stat.S_ISDIR(kind):
+        raise RequestError(f"job file {p} is a directory; name the request's JSON file")
+    if not stat.S_ISREG(kind):
+        raise RequestError(f"job file {p} is {file_kind(kind)}, not a regular file; name the request's JSON file")
+    too_big = (
+        f"job file {p} is larger than {MAX_JOB_FILE_BYTES // 1024} KiB, the most a job file may hold; "
+        "a CreateTrainingJob request is a few KiB: name the request's JSON file"
+    )
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise RequestError(f"job file {p} cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        opened = os.fstat(f.fileno())
+        if not stat.S_ISREG(opened.st_mode):  # replaced between the two looks
+            raise RequestError(f"job file {p} is {file_kind(opened.st_mode)}, not a regular file")
+        if opened.st_size > MAX_JOB_FILE_BYTES:
+            raise RequestError(too_big)
+        try:
+            data = f.read(MAX_JOB_FILE_BYTES + 1)
+        except OSError as exc:
+            raise RequestError(f"job file {p} cannot be read: {exc.strerror}") from None
+    if len(data) > MAX_JOB_FILE_BYTES:
+        raise RequestError(too_big)
+    return data
+
+
+def load_request(path: str | Path) -> dict[str, Any]:
+    """Read a `--cli-input-json` request file: a regular file of at most `MAX_JOB_FILE_BYTES`, JSON nested at
+    most `MAX_JSON_DEPTH` levels."""
+    p = Path(path)
+    raw = _read_job_file(p)
+    too_deep = (
+        f"job file {p} nests objects and lists deeper than {MAX_JSON_DEPTH} levels "
+        "(a CreateTrainingJob request needs 6); name the request's JSON file"
+    )
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"job file {p} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise RequestError(f"job file {p} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RequestError(too_deep) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise RequestError(f"job file {p} is not a valid request: {str(exc).split(';')[0]}") from None
     if not isinstance(data, dict):
         raise RequestError(f"job file {p} must hold a JSON object (a CreateTrainingJob request)")
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise RequestError(too_deep)
     return data
 
 
@@ -274,6 +365,10 @@ def parse_request(
     `hyperparameter_value_limit` tightens the model's 2500 characters per value (the developer guide's
     prose says 256; which one AWS enforces is uncertain, so it is the user's choice).
     """
+    if json_depth(request) > MAX_JSON_DEPTH:
+        raise RequestError(
+            f"invalid CreateTrainingJob request: objects and lists nest deeper than {MAX_JSON_DEPTH} levels"
+        )
     req = copy.deepcopy(dict(request))
     if image is not None:
         req.setdefault("AlgorithmSpecification", {"TrainingInputMode": "File"})
@@ -317,7 +412,7 @@ def parse_request(
         output_path=req["OutputDataConfig"]["S3OutputPath"].rstrip("/"),
         instance_groups=_instance_groups(req.get("ResourceConfig") or {}),
         max_runtime_s=int(stopping.get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)),
-        checkpoint=(CheckpointSpec(ckpt["S3Uri"], ckpt.get("LocalPath") or "/opt/ml/checkpoints") if ckpt else None),
+        checkpoint=(CheckpointSpec(ckpt["S3Uri"], ckpt.get("LocalPath") or DEFAULT_CHECKPOINT_PATH) if ckpt else None),
         network_isolation=bool(req.get("EnableNetworkIsolation", False)),
         role_arn=req["RoleArn"],
         not_simulated=tuple(not_simulated),
@@ -345,10 +440,23 @@ def _semantic_errors(req: Mapping[str, Any]) -> list[str]:
         errors.append(
             f"StoppingCondition.MaxRuntimeInSeconds: {runtime} is above the limit {MAX_RUNTIME_LIMIT} (28 days)"
         )
-    names = [c["ChannelName"] for c in req.get("InputDataConfig", [])]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        errors.append(f"InputDataConfig: channel names must be unique, {', '.join(dupes)} repeated")
+    first: dict[str, int] = {}
+    for i, channel in enumerate(req.get("InputDataConfig", [])):
+        name = channel["ChannelName"]
+        if name in (".", ".."):
+            errors.append(f"InputDataConfig[{i}].ChannelName: {channel_name_problem(name)}")
+        if name in first:
+            errors.append(
+                f"InputDataConfig[{first[name]}] and InputDataConfig[{i}] are both channel {name!r}: "
+                "channel names must be unique; rename or remove one"
+            )
+        first.setdefault(name, i)
+    ckpt = req.get("CheckpointConfig") or {}
+    local_path = ckpt.get("LocalPath")
+    if local_path:
+        problem = checkpoint_path_problem(local_path)
+        if problem:
+            errors.append(f"CheckpointConfig.LocalPath: {problem}")
     for i, channel in enumerate(req.get("InputDataConfig", [])):
         if "S3DataSource" not in channel["DataSource"]:
             errors.append(
@@ -364,6 +472,53 @@ def _semantic_errors(req: Mapping[str, Any]) -> list[str]:
     if groups and sum(int(g.get("InstanceCount", 0)) for g in groups) < 1:
         errors.append("ResourceConfig.InstanceGroups: the groups' InstanceCount add up to 0; at least 1 instance")
     return errors
+
+
+#: /opt/ml directories the platform provides (contract.md §1, §3) and the image's code directory: a checkpoint
+#: directory at, above or inside one would hide or replace what the platform or the image put there.
+RESERVED_DIRS = ("/opt/ml/input", "/opt/ml/model", "/opt/ml/output", "/opt/ml/code")
+#: Kernel filesystems the engine itself mounts in every container.
+_KERNEL_DIRS = ("/proc", "/sys", "/dev")
+
+
+def checkpoint_path_problem(path: str) -> str | None:
+    """Why `path` cannot be a container's checkpoint directory (CheckpointConfig.LocalPath), or None."""
+    fix = f"use an absolute directory of its own, e.g. {DEFAULT_CHECKPOINT_PATH} (the default)"
+    if not path.startswith("/"):
+        return f"{path!r} is a relative path; {fix}"
+    if any(ord(c) < 32 or c == ":" for c in path):
+        return f"{path!r} holds ':' or a control character, which the engine's mounts cannot carry; {fix}"
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        return f"{path!r} holds '.' or '..'; {fix}"
+    clean = "/" + "/".join(parts)
+    if clean == "/":
+        return f"'/' would replace the container's whole filesystem; {fix}"
+    for reserved in RESERVED_DIRS:
+        if clean == reserved or clean.startswith(reserved + "/"):
+            return f"{path!r} is inside {reserved}, which the platform (or the image's code) owns; {fix}"
+        if reserved.startswith(clean + "/"):
+            return f"{path!r} would hide {reserved}, which the platform (or the image's code) owns; {fix}"
+    for kernel in _KERNEL_DIRS:
+        if clean == kernel or clean.startswith(kernel + "/"):
+            return f"{path!r} is inside {kernel}, a kernel filesystem the engine mounts; {fix}"
+    return None
+
+
+def channel_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a ChannelName (the API model's length and pattern, and not '.' or '..', which
+    would name /opt/ml/input/data or /opt/ml/input themselves), or None."""
+    shape = _request_shape().members["InputDataConfig"].member.members["ChannelName"]
+    meta = shape.metadata
+    low, high, pattern = meta.get("min", 1), meta.get("max", 64), meta.get("pattern", ".*")
+    if not low <= len(name) <= high or _compiled(pattern).fullmatch(name) is None:
+        return f"{name!r} is not a channel name: {low}-{high} characters matching the API pattern {pattern}"
+    if name in (".", ".."):
+        return (
+            f"{name!r} would be /opt/ml/input/data/{name} itself, not a channel directory in it; "
+            "name the channel, e.g. train"
+        )
+    return None
 
 
 def _channel(raw: Mapping[str, Any], job_mode: str) -> ChannelSpec:

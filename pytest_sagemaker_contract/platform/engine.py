@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import socket
 import threading
 import time
@@ -48,16 +49,20 @@ class ContainerStart:
 class Engine:
     """A docker-py client plus the few operations a training job needs."""
 
+    #: Seconds the first requests (API version, ping) may take: an endpoint that accepts and never answers
+    #: fails here, in seconds, instead of after the request timeout (twice).
+    connect_timeout_s: float = 15.0
+    #: Seconds any later request may take; waits and log follows pass their own.
+    request_timeout_s: float = 300.0
+
     def __init__(self, client: Any = None) -> None:
         if client is None:
             try:
-                client = docker.from_env(timeout=300)
+                client = docker.from_env(timeout=self.connect_timeout_s)
                 client.ping()
             except Exception as exc:
-                raise EngineError(
-                    f"cannot reach the Docker engine ({type(exc).__name__}: {exc}); start dockerd "
-                    "(or set DOCKER_HOST) so that `docker info` answers"
-                ) from None
+                raise EngineError(_unreachable(exc, self.connect_timeout_s)) from None
+            client.api.timeout = self.request_timeout_s
         self.client = client
         self.api = client.api
         #: Put on every container and network this engine creates (the owner's identity, a test's tag).
@@ -431,3 +436,17 @@ def _exec_error(text: str) -> str:
         if text.endswith(suffix):
             text = text[: -len(suffix)]
     return text.strip()
+
+
+def _unreachable(exc: Exception, timeout_s: float) -> str:
+    """One line: the engine could not be reached, where it was looked for (DOCKER_HOST), and the fix."""
+    host = os.environ.get("DOCKER_HOST")
+    where = f"DOCKER_HOST={host}" if host else "the local socket (DOCKER_HOST is not set)"
+    fix = "start dockerd, or point DOCKER_HOST at a running engine, so that `docker info` answers"
+    if "timed out" in str(exc).lower() or isinstance(exc, requests.exceptions.Timeout):
+        return (
+            f"environment fault: the Docker engine at {where} accepted the connection but did not answer "
+            f"within {timeout_s:g} s; {fix}"
+        )
+    reason = (str(exc).splitlines() or [""])[0][:300]
+    return f"environment fault: cannot reach the Docker engine at {where} ({type(exc).__name__}: {reason}); {fix}"

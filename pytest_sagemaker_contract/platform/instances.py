@@ -11,6 +11,7 @@ what the Docker host has, with a note when capped.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ __all__ = [
     "ResourcePlan",
     "engine_capacity",
     "host_capacity",
+    "host_limit",
     "instance_resources",
+    "local_capacity",
     "resource_plan",
 ]
 
@@ -210,3 +213,35 @@ def resource_plan(
         note=note,
         host_config={"nano_cpus": int(cpus * 1e9), "mem_limit": memory, "memswap_limit": memory},
     )
+
+
+#: Hosts (containers) one job may have per CPU, and the memory each needs at least, on the machine that runs them.
+HOSTS_PER_CPU = 2
+MIN_HOST_MEMORY = 1 * GIB
+#: The bound never goes below this: two hosts are the smallest cluster and every machine can start them.
+MIN_HOST_LIMIT = 2
+
+
+def host_limit(cpus: int | None, memory_bytes: int | None) -> int:
+    """How many hosts (containers) one job may have on a machine with `cpus` and `memory_bytes`: two per CPU and
+    one per GiB of memory, at least two. More start containers that starve each other until the run's waits
+    time out, which proves nothing about the image."""
+    bounds = []
+    if cpus:
+        bounds.append(cpus * HOSTS_PER_CPU)
+    if memory_bytes:
+        bounds.append(memory_bytes // MIN_HOST_MEMORY)
+    return max(MIN_HOST_LIMIT, min(bounds)) if bounds else 8 * MIN_HOST_LIMIT
+
+
+def local_capacity() -> tuple[int | None, int | None]:
+    """(CPUs, memory bytes) of this machine (what `host_limit` is decided from before any engine is reached)."""
+    try:
+        cpus: int | None = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count()
+    try:
+        memory: int | None = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = None
+    return cpus, memory

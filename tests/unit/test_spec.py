@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,13 @@ import pytest
 
 from pytest_sagemaker_contract.spec import (
     DEFAULT_ROLE_ARN,
+    MAX_JOB_FILE_BYTES,
+    MAX_JSON_DEPTH,
     InstanceGroupSpec,
     RequestError,
+    channel_name_problem,
+    checkpoint_path_problem,
+    json_depth,
     load_request,
     parse_request,
     validate_request,
@@ -156,7 +163,31 @@ INVALID: dict[str, tuple[Callable[[], dict[str, Any]], tuple[str, ...]]] = {
     ),
     "duplicate channels": (
         lambda: request(InputDataConfig=[channel("train"), channel("train")]),
-        ("InputDataConfig", "unique", "train"),
+        ("InputDataConfig[0] and InputDataConfig[1]", "unique", "'train'"),
+    ),
+    "channel named .": (
+        lambda: request(InputDataConfig=[channel(".")]),
+        ("InputDataConfig[0].ChannelName", "/opt/ml/input/data/. itself"),
+    ),
+    "channel named ..": (
+        lambda: request(InputDataConfig=[channel("..")]),
+        ("InputDataConfig[0].ChannelName", "/opt/ml/input/data/.. itself"),
+    ),
+    "checkpoint path /": (
+        lambda: request(CheckpointConfig={"S3Uri": "s3://bucket/ckpt", "LocalPath": "/"}),
+        ("CheckpointConfig.LocalPath", "'/' would replace", "/opt/ml/checkpoints"),
+    ),
+    "checkpoint path /opt/ml/model": (
+        lambda: request(CheckpointConfig={"S3Uri": "s3://bucket/ckpt", "LocalPath": "/opt/ml/model"}),
+        ("CheckpointConfig.LocalPath", "'/opt/ml/model' is inside /opt/ml/model", "/opt/ml/checkpoints"),
+    ),
+    "checkpoint path relative": (
+        lambda: request(CheckpointConfig={"S3Uri": "s3://bucket/ckpt", "LocalPath": "ckpt"}),
+        ("CheckpointConfig.LocalPath", "'ckpt' is a relative path"),
+    ),
+    "max runtime not an integer": (
+        lambda: request(StoppingCondition={"MaxRuntimeInSeconds": 1e30}),
+        ("MaxRuntimeInSeconds", "expected an integer", "1e+30"),
     ),
     "too many channels": (
         lambda: request(InputDataConfig=[channel(f"c{i}") for i in range(21)]),
@@ -314,3 +345,118 @@ def test_hyperparameter_value_limit_is_configurable() -> None:
     assert parse_request(req).hyperparameters["notes"] == "x" * 300
     with pytest.raises(RequestError, match=r"HyperParameters\['notes'\]: 300 characters, the limit in use is 256"):
         parse_request(req, hyperparameter_value_limit=256)
+
+
+@pytest.mark.parametrize(
+    ("path", "fragment"),
+    [
+        ("/", "would replace the container's whole filesystem"),
+        ("/opt", "would hide /opt/ml/input"),
+        ("/opt/ml", "would hide /opt/ml/input"),
+        ("/opt/ml/input", "is inside /opt/ml/input"),
+        ("/opt/ml/input/data/ckpt", "is inside /opt/ml/input"),
+        ("/opt/ml/model", "is inside /opt/ml/model"),
+        ("/opt/ml/output", "is inside /opt/ml/output"),
+        ("/opt/ml/output/data", "is inside /opt/ml/output"),
+        ("/opt/ml/code", "is inside /opt/ml/code"),
+        ("/opt/ml/checkpoints/../model", "holds '.' or '..'"),
+        ("/opt/ml/./checkpoints", "holds '.' or '..'"),
+        ("checkpoints", "is a relative path"),
+        ("./ckpt", "is a relative path"),
+        ("/proc/ckpt", "kernel filesystem"),
+        ("/dev", "kernel filesystem"),
+        ("/data:ro", "':' or a control character"),
+        ("/ckpt\n", "':' or a control character"),
+    ],
+)
+def test_checkpoint_local_path_problems(path: str, fragment: str) -> None:
+    problem = checkpoint_path_problem(path)
+    assert problem is not None
+    assert fragment in problem
+    assert "/opt/ml/checkpoints" in problem
+
+
+@pytest.mark.parametrize("path", ["/opt/ml/checkpoints", "/opt/ml/checkpoints/", "/tmp/ckpt", "/opt/ml/ckpt", "/data"])
+def test_checkpoint_local_paths_sagemaker_runs(path: str) -> None:
+    assert checkpoint_path_problem(path) is None
+    spec = parse_request(request(CheckpointConfig={"S3Uri": "s3://bucket/ckpt", "LocalPath": path}))
+    assert spec.checkpoint is not None
+    assert spec.checkpoint.local_path == path
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("train", True),
+        ("a.b-c_1", True),
+        (".", False),
+        ("..", False),
+        ("a/b", False),
+        ("", False),
+        ("c" * 65, False),
+        ("c" * 64, True),
+    ],
+)
+def test_channel_names_follow_the_api_pattern_and_never_name_the_data_directory(name: str, ok: bool) -> None:
+    assert (channel_name_problem(name) is None) is ok
+
+
+def test_json_depth_counts_without_recursion() -> None:
+    assert json_depth({}) == 1
+    assert json_depth(request()) == 2
+    deep: list[object] = []
+    for _ in range(100_000):  # far past the interpreter's recursion limit
+        deep = [deep]
+    assert json_depth(deep, limit=MAX_JSON_DEPTH) == MAX_JSON_DEPTH + 1
+
+
+def test_deep_request_dict_is_a_request_error_not_a_recursion_error() -> None:
+    hyper: dict[str, object] = {}
+    for _ in range(5000):
+        hyper = {"k": hyper}
+    with pytest.raises(RequestError, match=f"nest deeper than {MAX_JSON_DEPTH} levels"):
+        parse_request(request(HyperParameters=hyper))
+
+
+def test_load_request_refuses_what_is_not_a_small_regular_json_file(tmp_path: Path) -> None:
+    """A FIFO would block the read forever and /dev/zero never ends: refused before any read."""
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(RequestError, match=r"is a FIFO \(named pipe\), not a regular file"):
+        load_request(fifo)
+    with pytest.raises(RequestError, match="is a character device, not a regular file"):
+        load_request("/dev/zero")
+    with pytest.raises(RequestError, match="is a directory"):
+        load_request(tmp_path)
+    sock_dir = Path(os.environ.get("TMPDIR", "/tmp"))
+    with socket.socket(socket.AF_UNIX) as server:
+        sock = sock_dir / f"sm-{os.getpid()}.sock"
+        server.bind(str(sock))
+        try:
+            with pytest.raises(RequestError, match="is a socket, not a regular file"):
+                load_request(sock)
+        finally:
+            sock.unlink()
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps(request()) + " " * MAX_JOB_FILE_BYTES)
+    with pytest.raises(RequestError, match="is larger than 1024 KiB"):
+        load_request(big)
+    exact = tmp_path / "exact.json"
+    text = json.dumps(request())
+    exact.write_text(text + " " * (MAX_JOB_FILE_BYTES - len(text)))
+    assert load_request(exact) == request()
+
+
+@pytest.mark.parametrize("levels", [MAX_JSON_DEPTH + 1, 900, 100_000])
+def test_load_request_limits_nesting(tmp_path: Path, levels: int) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text('{"HyperParameters": ' + "[" * levels + "]" * levels + "}")
+    with pytest.raises(RequestError, match=f"deeper than {MAX_JSON_DEPTH} levels"):
+        load_request(path)
+
+
+def test_load_request_names_an_integer_too_long_to_convert(tmp_path: Path) -> None:
+    path = tmp_path / "digits.json"
+    path.write_text('{"StoppingCondition": {"MaxRuntimeInSeconds": 1' + "0" * 5000 + "}}")
+    with pytest.raises(RequestError, match="is not a valid request: Exceeds the limit"):
+        load_request(path)
