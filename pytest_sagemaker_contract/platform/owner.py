@@ -45,7 +45,9 @@ __all__ = [
     "Reaped",
     "claim",
     "current_owner",
+    "keeper_unavailable",
     "reap_dead_sessions",
+    "release",
     "write_owner_file",
 ]
 
@@ -301,6 +303,12 @@ def reap_dead_sessions(engine: Engine, tempdir: Path | None = None) -> Reaped:
     its owner's keeper had started, so its owner is alive exactly when the later keeper list shows it.
     """
     reaped = Reaped()
+    why = keeper_unavailable(engine)
+    if why is not None:
+        reaped.warnings.append(
+            f"no keeper for this process on the engine ({why}): if it is killed, only a later session on this "
+            "host and in this PID namespace can remove its leftovers"
+        )
     try:
         containers = engine.api.containers(all=True, filters={"label": LABEL})
         networks = engine.api.networks(filters={"label": LABEL})

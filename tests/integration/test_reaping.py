@@ -26,14 +26,18 @@ import docker
 import docker.errors
 import pytest
 
+from pytest_sagemaker_contract import image_facts
+from pytest_sagemaker_contract.platform import owner as owner_module
 from pytest_sagemaker_contract.platform.engine import LABEL, Engine
 from pytest_sagemaker_contract.platform.helper import helper_image
 from pytest_sagemaker_contract.platform.owner import (
+    LABEL_ID,
     LABEL_KEEPER,
     OWNER_FILE,
     WORKDIR_GLOB,
     Owner,
     Reaped,
+    claim,
     reap_dead_sessions,
 )
 
@@ -312,3 +316,46 @@ def test_the_owner_file_of_a_directory_without_one_is_left_alone(tmp_path: Path)
     reaped = reap_here(tmp_path)
     assert not [r for r in reaped.removed if "bare" in r or "garbled" in r]
     assert sorted(p.name for p in tmp_path.glob(WORKDIR_GLOB)) == [bare.name, garbled.name]
+
+
+def test_the_image_inspection_container_carries_the_owner(
+    helper: str, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen while its export is read: a session killed at that moment leaves it to the next one's reaping."""
+    engine = Engine()
+    owner = claim(engine)
+    seen: list[dict[str, str]] = []
+
+    def reader(chunks: Iterator[bytes]) -> dict[str, image_facts.FileEntry]:
+        flt = {"label": [f"{LABEL_ID}={owner.id}", "sm-contract=inspect"]}
+        seen.extend(c["Labels"] for c in docker_client.api.containers(all=True, filters=flt))
+        return {}
+
+    monkeypatch.setattr(image_facts, "_read_entries", reader)
+    try:
+        image_facts.read_image(engine.client, helper, engine.default_labels)
+    finally:
+        engine.client.close()
+    [labels] = seen
+    assert Owner.from_mapping(labels) == owner
+    assert owner.keeper
+
+
+def test_without_the_helper_image_the_owner_falls_back_to_its_pid_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(owner_module, "helper_image", lambda engine: (None, "no statically linked busybox"))
+    monkeypatch.setattr(owner_module, "_KEEPERS", {})
+    monkeypatch.setattr(owner_module, "_NO_KEEPER", {})
+    engine = Engine()
+    try:
+        owner = claim(engine)
+        reaped = reap_dead_sessions(engine, tmp_path)
+    finally:
+        engine.client.close()
+    assert not owner.keeper
+    assert engine.default_labels["sm-contract.owner.keeper"] == "0"
+    assert reaped.warnings[0] == (
+        "no keeper for this process on the engine (no statically linked busybox): if it is killed, only a later "
+        "session on this host and in this PID namespace can remove its leftovers"
+    )
