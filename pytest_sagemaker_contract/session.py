@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,11 @@ import pytest
 from .jobs import local_channel_uri
 from .platform import Engine, EngineError, S3Server, TrainingPlatform
 from .platform.data_path import Topology, choose_data_path, detect_topology
+from .platform.engine import LABEL_RUN
 from .platform.instances import engine_capacity, resource_plan
+from .platform.logs import claim_log_dir, reap_dead_log_dirs, release_log_dir
 from .platform.owner import claim, reap_dead_sessions, write_owner_file
+from .platform.resources import INTERRUPT_GRACE_S
 from .settings import Settings
 
 __all__ = [
@@ -52,6 +56,10 @@ class SageMakerSession:
         self.tag = os.environ.get("SM_CONTRACT_RUN_ID", "")
         base = self.tag or os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8]
         self.run_id = "-".join(p for p in (base, worker, os.urandom(4).hex()) if p)
+        #: An xdist controller fixes its test run's id, which starts its workers' run ids (see close()).
+        self._controller = not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no"
+        if self._controller and getattr(config.option, "testrunuid", "") is None:
+            config.option.testrunuid = uuid.uuid4().hex
         #: What the session removed at its start that dead sessions had left behind.
         self.reaped: list[str] = []
         #: What that reaping could not remove, one line each (the session goes on regardless).
@@ -140,6 +148,8 @@ class SageMakerSession:
                 s3 = S3Server(host=gateway or "127.0.0.1").start()
                 workdir = Path(tempfile.mkdtemp(prefix=f"sm-contract-{self.run_id}-"))
                 if not self.settings.keep:
+                    self.reaped += reap_dead_log_dirs()
+                    claim_log_dir(self.run_id)
                     write_owner_file(workdir, engine)
                 self._platform = TrainingPlatform(
                     engine,
@@ -183,6 +193,8 @@ class SageMakerSession:
         return local_channel_uri(self.platform().run_id, name)
 
     def close(self, interrupted: bool = False) -> None:
+        if interrupted and self._controller and not self.settings.keep:
+            self._remove_worker_leftovers()
         if self._platform is None:
             return
         platform, self._platform = self._platform, None
@@ -190,10 +202,35 @@ class SageMakerSession:
             platform.close(interrupted)
         finally:
             platform.s3.stop()
+            release_log_dir(platform.run_id)
         if self.settings.keep:
             self.kept.append(platform.workdir)
         else:
             shutil.rmtree(platform.workdir, ignore_errors=True)
+
+    def _remove_worker_leftovers(self) -> None:
+        """An interrupted xdist controller, once xdist has ended its workers (it gives them 10 s, then kills
+        them): what the workers could not clean up, found by their run ids (`<tag or test run id>-gw…`), gets
+        SIGTERM and is removed, with their work directories and log folders, not left to a later session."""
+        prefix = f"{self.tag or str(getattr(self.config.option, 'testrunuid', '') or '')[:8]}-gw"
+        try:
+            engine = Engine()
+        except EngineError:
+            return
+        try:
+            found = engine.api.containers(all=True, filters={"label": LABEL_RUN})
+            found += engine.api.networks(filters={"label": LABEL_RUN})
+            runs = {str((item.get("Labels") or {}).get(LABEL_RUN, "")) for item in found}
+            for run_id in sorted(r for r in runs if r.startswith(prefix)):
+                engine.stop_run(run_id, INTERRUPT_GRACE_S)
+                engine.sweep(run_id)
+        except Exception:  # the engine went away: a later session reaps what is left
+            pass
+        finally:
+            engine.client.close()
+        for workdir in Path(tempfile.gettempdir()).glob(f"sm-contract-{prefix}*"):
+            shutil.rmtree(workdir, ignore_errors=True)
+        self.reaped += reap_dead_log_dirs()
 
 
 def default_parallel() -> int:

@@ -9,8 +9,12 @@ as it is added, and the lines that arrived before it are read back from the wind
 from __future__ import annotations
 
 import collections
+import contextlib
+import json
 import os
 import re
+import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -19,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from .owner import OWNER_FILE, Owner, current_owner
+
 __all__ = [
     "MAX_LINE_BYTES",
     "TAIL_LINES",
@@ -26,7 +32,11 @@ __all__ = [
     "TRUNCATION_MARK",
     "LogBuffer",
     "LogSink",
+    "claim_log_dir",
     "durable_log_dir",
+    "log_root",
+    "reap_dead_log_dirs",
+    "release_log_dir",
     "truncation_header",
 ]
 
@@ -52,12 +62,93 @@ def truncation_header(lines: int, path: Path | None) -> str:
 
 def durable_log_dir(run_id: str) -> Path:
     """Where a run's job logs are spooled, outside its work directory so a kept log outlives the session:
-    `$TMPDIR/sm-contract-logs-<uid>/<run_id>/` (one root per user, both folders private to it)."""
-    root = Path(tempfile.gettempdir()) / f"sm-contract-logs-{os.getuid()}"
-    folder = root / run_id
-    for path in (root, folder):
-        path.mkdir(mode=0o700, exist_ok=True)
+    `<log root>/<run_id>/`, private to this user (see `log_root`)."""
+    folder = log_root() / run_id
+    folder.mkdir(mode=0o700, exist_ok=True)
     return folder
+
+
+def _private(path: Path) -> bool:
+    """True when `path` is a real directory (not a link) of this user; made private (0700) if it was not."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        return False
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)  # a directory this user owns in a sticky /tmp: no one else can swap it
+    return True
+
+
+_FALLBACK_ROOTS: dict[str, Path] = {}
+_ROOT_LOCK = threading.Lock()
+
+
+def log_root() -> Path:
+    """`$TMPDIR/sm-contract-logs-<uid>`, one per user, when it is a directory this user owns; it is made private.
+
+    In a shared /tmp another user can create that name first (or a link there) to read or redirect the logs:
+    such a root is never written into; this process uses a fresh private `sm-contract-logs-<uid>-*` beside it.
+    """
+    base = Path(tempfile.gettempdir())
+    root = base / f"sm-contract-logs-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        root.mkdir(mode=0o700)
+    if _private(root):
+        return root
+    with _ROOT_LOCK:
+        fallback = _FALLBACK_ROOTS.get(str(base))
+        if fallback is None or not _private(fallback):
+            fallback = Path(tempfile.mkdtemp(prefix=f"{root.name}-", dir=base))
+            _FALLBACK_ROOTS[str(base)] = fallback
+        return fallback
+
+
+def _log_roots() -> list[Path]:
+    """Every log root of this user under the temp directory (the canonical one and any fallbacks) it owns."""
+    base = Path(tempfile.gettempdir())
+    name = f"sm-contract-logs-{os.getuid()}"
+    return [p for p in [base / name, *sorted(base.glob(f"{name}-*"))] if _private(p)]
+
+
+def claim_log_dir(run_id: str) -> Path:
+    """The run's log folder, marked as in use by this process (the owner file): if the process dies without
+    `release_log_dir` (SIGKILL, a crash), a later session's `reap_dead_log_dirs` removes it."""
+    folder = durable_log_dir(run_id)
+    (folder / OWNER_FILE).write_text(json.dumps({"owner": current_owner().labels()}))
+    return folder
+
+
+def release_log_dir(run_id: str) -> None:
+    """The session ended in order: what is left in its log folder are logs kept on purpose (a failed check's)."""
+    folder = log_root() / run_id
+    with contextlib.suppress(OSError):
+        (folder / OWNER_FILE).unlink()
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only when empty
+
+
+def reap_dead_log_dirs() -> list[str]:
+    """Remove the log folders of this user's sessions whose process died without releasing them; one line each.
+
+    Judged by the owner file's process (a live or unknown owner is left alone); never follows a link.
+    """
+    removed: list[str] = []
+    for root in _log_roots():
+        for folder in root.iterdir():
+            try:
+                if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                    continue
+                record = json.loads((folder / OWNER_FILE).read_text())
+                labels = record.get("owner", record) if isinstance(record, dict) else {}
+                owner = Owner.from_mapping(labels)
+            except (OSError, ValueError, AttributeError):
+                continue
+            if owner is not None and owner.is_dead():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(f"log folder {folder}")
+    return removed
 
 
 @dataclass

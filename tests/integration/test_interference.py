@@ -8,7 +8,14 @@ No sleeps: log lines and the synchronous stop() are the synchronisation.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +26,13 @@ from pytest_sagemaker_contract.contract.stopping import _stopped_verdict
 from pytest_sagemaker_contract.contract.suite import CheckNote, Suite
 from pytest_sagemaker_contract.jobs import job_name, with_overrides
 from pytest_sagemaker_contract.platform import TrainingJobResult, TrainingPlatform
+from pytest_sagemaker_contract.platform.logs import (
+    claim_log_dir,
+    durable_log_dir,
+    log_root,
+    reap_dead_log_dirs,
+    release_log_dir,
+)
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
 
 from .conftest_helpers import local_platform
@@ -166,3 +180,114 @@ def test_the_platforms_own_signals_are_not_interference(platform: TrainingPlatfo
     for result in (completed, stopped, killed):
         assert result.engine_faults == [], result.engine_faults
         assert result.timeline.interference == []
+
+
+# -- item 8: the log root, log folders of dead sessions, an interrupted xdist controller ---------------
+
+
+@pytest.mark.parametrize("squatter", ["link", "other user"])
+def test_a_log_root_someone_else_made_is_never_written_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, squatter: str
+) -> None:
+    """In a shared /tmp another user can make `sm-contract-logs-<uid>` first, or a link there, to read the logs."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    squatted = tmp_path / f"sm-contract-logs-{os.getuid()}"
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    theirs.chmod(0o777)
+    if squatter == "link":
+        squatted.symlink_to(theirs)
+    else:
+        if os.getuid() != 0:
+            pytest.skip("making a directory another user owns needs root (CI runs these tests as root)")
+        squatted.mkdir()
+        squatted.chmod(0o777)
+        os.chown(squatted, 65534, 65534)
+    folder = durable_log_dir("run1")
+    root = folder.parent
+    assert root.parent == tmp_path
+    assert root.name.startswith(f"sm-contract-logs-{os.getuid()}-"), root
+    info = os.lstat(root)
+    assert stat.S_ISDIR(info.st_mode)
+    assert info.st_uid == os.getuid()
+    assert stat.S_IMODE(info.st_mode) == 0o700
+    assert list(theirs.iterdir()) == []
+    assert durable_log_dir("run2").parent == root  # one private root per process, not one per job
+
+
+def test_log_folders_of_dead_sessions_are_reaped_live_and_kept_ones_stay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    die = (
+        "import os, signal\n"
+        "from pytest_sagemaker_contract.platform.logs import claim_log_dir\n"
+        "(claim_log_dir('dead-run') / 'job.log').write_text('x')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    died = subprocess.run([sys.executable, "-c", die], env={**os.environ, "TMPDIR": str(tmp_path)}, check=False)
+    assert died.returncode == -signal.SIGKILL
+    dead = log_root() / "dead-run"
+    assert (dead / "job.log").is_file()
+    live = claim_log_dir("live-run")
+    kept = claim_log_dir("kept-run")
+    (kept / "check.log").write_text("kept")
+    release_log_dir("kept-run")  # a session that ended in order: what is left was kept on purpose
+    assert reap_dead_log_dirs() == [f"log folder {dead}"]
+    assert not dead.exists()
+    assert live.is_dir()
+    assert (kept / "check.log").read_text() == "kept"
+
+
+XDIST_TEST = """
+import os, pathlib
+import pytest
+
+IGNORE = "trap '' TERM; echo up; while :; do sleep 1; done"
+
+
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.sagemaker_job(entrypoint=["/bin/sh", "-c", IGNORE])
+def test_blocks(training_job, n):
+    job = training_job().start()
+    assert job.wait_for_log("up", timeout=120)
+    pathlib.Path(f"up-{n}").write_text(os.environ["PYTEST_XDIST_WORKER"])
+    job.wait(3600)
+"""
+
+
+def test_sigterm_to_the_xdist_controller_alone_leaves_no_containers(
+    tmp_path: Path, example_image: Callable[[str | Path], str], docker_client: docker.DockerClient, no_leftovers: str
+) -> None:
+    """Only the controller gets SIGTERM (a CI runner's cancel of the main pid): xdist kills workers that take
+    over 10 s to end; what they leave is removed by the controller, not left to a later session."""
+    image = example_image(IMAGES / "platform-probe")
+    (tmp_path / "test_block.py").write_text(XDIST_TEST)
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "-n", "2"),
+            *(f"--sm-image={image}", "--sm-no-suite", "--sm-grace=120", "test_block.py"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not ((tmp_path / "up-1").exists() and (tmp_path / "up-2").exists()):
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "the jobs never started"
+            time.sleep(0.1)  # polling for the marker files the jobs write: an event, not a fixed wait
+        labelled = {"label": f"sm-contract.tag={no_leftovers}"}
+        assert len(docker_client.api.containers(filters=labelled)) == 2
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert docker_client.api.containers(all=True, filters=labelled) == [], out
+    assert [p.name for p in log_root().glob(f"{no_leftovers}-*")] == [], "the workers' log folders are left"
