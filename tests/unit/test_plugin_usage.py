@@ -6,6 +6,7 @@ pytest in a subprocess (pytester) as a user runs it; none of these reach the Doc
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,36 @@ def test_invalid_job_file_names_field_and_limit(pytester: pytest.Pytester) -> No
     result = run_suite(pytester, "--sm-image=x", f"--sm-job={path}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*TrainingJobName: 'bad_name!' does not match the API pattern*"])
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_a_job_file_that_never_ends_is_refused_in_seconds(pytester: pytest.Pytester, kind: str) -> None:
+    """A FIFO used to block the read forever, /dev/zero to grow memory until killed (issue 22, item 5)."""
+    path = Path(kind)
+    if kind == "fifo":
+        path = pytester.path / "job.json"
+        os.mkfifo(path)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--sm-job={path}", timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --sm-job: job file {path} is a * not a regular file; name the request's*"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_a_channel_of_a_missing_user_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = run_suite(pytester, "--sm-image=x", "--sm-channel=train=~nosuchuser/x")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --sm-channel train=~nosuchuser/x: cannot expand ~nosuchuser (*)"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_the_report_never_overwrites_the_job_file(pytester: pytest.Pytester) -> None:
+    path = pytester.path / "job.json"
+    text = (KMEANS / "job.json").read_text()
+    path.write_text(text)
+    result = run_suite(pytester, "--sm-image=x", f"--sm-job={path}", f"--sm-report={path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --sm-report {path}: is the --sm-job request file; the report would*"])
+    assert path.read_text() == text
 
 
 def test_no_suite_without_image(pytester: pytest.Pytester) -> None:
