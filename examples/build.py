@@ -75,6 +75,8 @@ PYTHON_LABEL = "sm-contract.python"
 WHEEL_CACHE = Path(tempfile.gettempdir()) / f"sm-contract-wheels-{os.getuid()}"
 HASH_LABEL = "sm-contract.context-hash"
 HOST_BUSYBOX = Path("/bin/busybox")
+#: Debian's `tini` package: the real tini, for test images that run a trainer under an init.
+HOST_TINI = Path("/usr/bin/tini-static")
 
 _BUILDER_VERSION = "1"
 _LOG_TAIL_LINES = 40
@@ -273,6 +275,10 @@ def build(client: docker.DockerClient, what: str | os.PathLike[str]) -> str:
         shutil.copytree(directory, context, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         if re.search(r"^\s*COPY\s+(--\S+\s+)*busybox\s", dockerfile, re.MULTILINE | re.IGNORECASE):
             shutil.copy2(static_busybox(client), context / "busybox")
+        if re.search(r"^\s*COPY\s+(--\S+\s+)*tini-static\s", dockerfile, re.MULTILINE | re.IGNORECASE):
+            if not HOST_TINI.is_file():
+                raise SystemExit(f"{directory}: needs a static tini at {HOST_TINI}; install Debian's tini package")
+            shutil.copy2(HOST_TINI, context / "tini-static")
         buildargs: dict[str, str] = {}
         extra: list[str] = [] if dockerfile_name == "Dockerfile" else [dockerfile_name]
         if re.search(r"^\s*ARG\s+BASE_IMAGE\b", dockerfile, re.MULTILINE | re.IGNORECASE):

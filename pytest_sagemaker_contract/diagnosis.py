@@ -10,8 +10,19 @@ from __future__ import annotations
 import posixpath
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-__all__ = ["diagnose_kill", "is_toolkit_tree", "pid1_command", "process_tree_text"]
+from .platform.signals import ProcessSignals
+
+__all__ = [
+    "SigtermEffect",
+    "diagnose_kill",
+    "is_toolkit_tree",
+    "pid1_command",
+    "process_tree_text",
+    "signals_text",
+    "sigterm_effect",
+]
 
 _SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "ksh", "mksh", "busybox"})
 _TOOLKIT_MARKERS = ("sagemaker_training", "sagemaker-training", "sagemaker_containers")
@@ -153,3 +164,95 @@ def diagnose_kill(
         f"{short_grace}: the handler took longer than the grace period. Save the model and exit promptly in the "
         "handler; leave long work (final evaluation, uploads) out of it."
     )
+
+
+@dataclass(frozen=True)
+class SigtermEffect:
+    """What SIGTERM to PID 1 could do, from the dispositions read just before it was sent.
+
+    `acts` is True when some process catches the signal or dies of it, False when nothing does (the run
+    then goes on until it ends by itself or is SIGKILLed), None when the dispositions could not be read.
+    """
+
+    acts: bool | None
+    evidence: str
+    fix: str = ""
+
+
+def _acts(process: ProcessSignals, children: Mapping[int, list[ProcessSignals]], depth: int = 0) -> bool:
+    """Whether SIGTERM delivered to `process` (not PID 1) ends or reaches something."""
+    if process.sigterm in ("caught", "default"):
+        return True
+    if process.sigterm == "blocked" and depth < 8:
+        kids = children.get(process.pid, [])
+        return not kids or any(_acts(k, children, depth + 1) for k in kids)
+    return False
+
+
+def _short(command: str) -> str:
+    line = " ".join(command.split())
+    return line if len(line) <= 80 else line[:79] + "…"
+
+
+def sigterm_effect(signals: Sequence[ProcessSignals]) -> SigtermEffect:
+    """Whether SIGTERM sent to the container (to its PID 1, as `docker stop` and SageMaker do) can end the run.
+
+    A namespace's PID 1 is shielded from SIGTERM's default action: without a handler the signal is dropped.
+    An init that blocks the signal and waits for it (tini, dumb-init) forwards it to its child, which then
+    catches it or dies of it, unless it ignores it.
+    """
+    pid1 = next((p for p in signals if p.pid == 1), None)
+    if pid1 is None or pid1.sigterm is None:
+        return SigtermEffect(None, "the container's signal dispositions (/proc/<pid>/status) could not be read")
+    who = f"PID 1 ({_short(pid1.command)})"
+    children: dict[int, list[ProcessSignals]] = {}
+    for p in signals:
+        children.setdefault(p.ppid, []).append(p)
+    kids = children.get(1, [])
+    shell = _program(pid1.command) in _SHELLS or pid1.name in _SHELLS
+    if pid1.sigterm == "caught":
+        return SigtermEffect(True, f"{who} catches SIGTERM")
+    if pid1.sigterm == "blocked":
+        if not kids:
+            return SigtermEffect(True, f"{who} blocks SIGTERM and takes it with sigwait/signalfd")
+        acting = [k for k in kids if _acts(k, children)]
+        if acting:
+            child = acting[0]
+            how = (
+                "catches it"
+                if child.sigterm == "caught"
+                else "dies of it"
+                if child.sigterm == "default"
+                else "takes it"
+            )
+            return SigtermEffect(
+                True, f"{who} forwards SIGTERM (an init such as tini) to {_short(child.command)}, which {how}"
+            )
+        child = kids[0]
+        return SigtermEffect(
+            False,
+            f"{who} forwards SIGTERM (an init such as tini) to {_short(child.command)}, which ignores it",
+            "don't ignore SIGTERM in the trainer: install a handler that saves the model to /opt/ml/model and exits",
+        )
+    how = "ignores SIGTERM" if pid1.sigterm == "ignored" else "has no SIGTERM handler"
+    if shell:
+        running = f", running {_short(kids[0].command)}" if kids else ""
+        return SigtermEffect(
+            False,
+            f"{who} is a shell that {how}{running}; as PID 1 the kernel drops the signal and nothing forwards it",
+            "use an exec-form ENTRYPOINT or `exec` the trainer so it is PID 1 and handles SIGTERM itself, or `trap` "
+            "TERM in the script (long commands in the background followed by `wait`) to save the model and exit",
+        )
+    return SigtermEffect(
+        False,
+        f"{who} {how}; the kernel does not apply SIGTERM's default action to a PID 1, so the signal was dropped",
+        "install a SIGTERM handler that saves the model to /opt/ml/model and exits "
+        "(Python: signal.signal(signal.SIGTERM, handler))",
+    )
+
+
+def signals_text(signals: Sequence[ProcessSignals]) -> str:
+    """The dispositions as a small table for the report."""
+    if not signals:
+        return "(signal dispositions not read)"
+    return "\n".join(f"  {p.pid:>5} {p.ppid:>5}  {p.sigterm or '?':<8} {_short(p.command)}" for p in signals)

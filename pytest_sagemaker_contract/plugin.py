@@ -114,6 +114,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         duration_s=report.duration,
         log_path=note.log_path,
         warnings=note.warnings,
+        skip_kind=note.skip_kind,
     )
     props.append(("sm_phase", report.when))
     item.user_properties.extend(props)

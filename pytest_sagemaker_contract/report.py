@@ -7,6 +7,7 @@ pytest-xdist's worker→controller boundary and lands in JUnit XML as `<property
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ class Row:
     warnings: list[str] = field(default_factory=list)
     #: SM-METRICS: each MetricDefinition's values read from the log, in log order.
     metrics: dict[str, list[float]] = field(default_factory=dict)
+    #: For a skip: "structural" (does not apply) or "untested" (applies, but this run did not test it).
+    skip_kind: str = ""
 
 
 def _metrics(props: dict[str, object]) -> dict[str, list[float]]:
@@ -58,6 +61,7 @@ def properties_for(
     duration_s: float,
     log_path: str,
     warnings: list[str],
+    skip_kind: str = "",
 ) -> list[tuple[str, object]]:
     props: list[tuple[str, object]] = [
         ("sm_check_id", check_id),
@@ -70,13 +74,19 @@ def properties_for(
     ]
     if log_path:
         props.append(("sm_log_path", log_path))
+    if outcome == "skipped":
+        props.append(("sm_skip", skip_kind or "untested"))
     props.extend(("sm_warning", w) for w in warnings)
     return props
 
 
 def _one_line(text: str, limit: int = 160) -> str:
+    """One line of at most `limit` characters; a long one loses its middle, never its end, where the fix is."""
     line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    if len(line) <= limit:
+        return line
+    head = limit * 2 // 5
+    return line[:head].rstrip() + " … " + line[-(limit - head - 3) :].lstrip()
 
 
 class ContractReport:
@@ -103,12 +113,15 @@ class ContractReport:
             log_path=str(props.get("sm_log_path", "")),
             warnings=[str(v) for k, v in report.user_properties if k == "sm_warning"],
             metrics=_metrics(props),
+            skip_kind=str(props.get("sm_skip", "")),
         )
         self.images.setdefault(str(props["sm_image"]), []).append(row)
 
     def as_json(self) -> dict[str, Any]:
         images = []
-        for image, rows in self.images.items():
+        order = {c: i for i, c in enumerate(_check_order())}
+        for image, unordered in self.images.items():
+            rows = sorted(unordered, key=lambda r: order.get(r.check_id, len(order)))
             image_id = next((r.image_id for r in rows if r.image_id), "")
             images.append(
                 {
@@ -124,9 +137,12 @@ class ContractReport:
                             **({"warnings": r.warnings} if r.warnings else {}),
                             **({"log_path": r.log_path} if r.log_path else {}),
                             **({"metrics": r.metrics} if r.metrics else {}),
+                            **({"skip": r.skip_kind} if r.outcome == "skipped" else {}),
                         }
                         for r in rows
                     ],
+                    "summary": _counts(rows),
+                    "not_tested": [{"id": r.check_id, "reason": r.message} for r in rows if _untested(r)],
                 }
             )
         return {"images": images}
@@ -161,12 +177,41 @@ class ContractReport:
             for r in rows:
                 mark = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}.get(r.outcome, r.outcome.upper())
                 warn = " (warning)" if r.warnings else ""
-                text = f"  {r.check_id:<{width}}  {mark}  {r.duration_s:6.1f}s  {_one_line(r.message + warn)}"
-                tr.write_line(text, **{"red": mark == "FAIL", "green": mark == "PASS", "yellow": mark == "SKIP"})
-            counts = {k: sum(r.outcome == k for r in rows) for k in ("passed", "failed", "skipped")}
+                head = f"  {r.check_id:<{width}}  {mark}  {r.duration_s:6.1f}s  "
+                colour = {"red": mark == "FAIL", "green": mark == "PASS", "yellow": mark == "SKIP"}
+                for line in _wrapped(head, _one_line(r.message + warn, 600), getattr(tr, "_tw", None)):
+                    tr.write_line(line, **colour)
+            counts = _counts(rows)
             tr.write_line(f"  {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
+            untested = [r for r in rows if _untested(r)]
+            if untested:
+                tr.write_line(
+                    f"  NOT TESTED ({len(untested)}): these clauses apply to the image but this run did not test "
+                    "them; a green run does not prove them (--sm-strict fails them):",
+                    yellow=True,
+                    bold=True,
+                )
+                for r in untested:
+                    tr.write_line(f"    {r.check_id}: {' '.join(r.message.split())}", yellow=True)
         if self.report_path is not None and not self.is_worker and self.write_error is None:
             tr.write_line(f"contract report: {self.report_path}")
+
+
+def _wrapped(head: str, text: str, writer: Any) -> list[str]:
+    """The row's message wrapped under its own column (never cut: the fix is at the end)."""
+    width = max(80, int(getattr(writer, "fullwidth", 120) or 120))
+    lines = textwrap.wrap(text, width=max(40, width - len(head))) or [""]
+    return [head + lines[0], *(" " * len(head) + line for line in lines[1:])]
+
+
+def _counts(rows: list[Row]) -> dict[str, int]:
+    counts = {k: sum(r.outcome == k for r in rows) for k in ("passed", "failed", "skipped")}
+    counts["not_tested"] = sum(_untested(r) for r in rows)
+    return counts
+
+
+def _untested(row: Row) -> bool:
+    return row.outcome == "skipped" and row.skip_kind != "structural"
 
 
 def _check_order() -> list[str]:

@@ -303,6 +303,14 @@ OPTIONS: tuple[Option, ...] = (
         "sm_keep", "keep", "keep containers, networks and job directories for debugging, and print where", _flag, "bool"
     ),
     Option(
+        "sm_strict",
+        "strict",
+        "a contract check that could not be tested fails instead of skipping (README: which skips are structural "
+        "and stay skips)",
+        _flag,
+        "bool",
+    ),
+    Option(
         "sm_report",
         "report",
         "write the machine-readable contract report (JSON) to FILE (never an input: not the --sm-job file, not in a "
@@ -456,6 +464,7 @@ class Settings:
     instance_type: str | None = None
     expect_model: list[str] = field(default_factory=list)
     keep: bool = False
+    strict: bool = False
     report: Path | None = None
     timeout_s: float = 600.0
     stop_after_s: float = 5.0

@@ -32,7 +32,7 @@ def sm_data_modes(sm_contract: Suite) -> None:
     settings = sm_contract.settings
     base = settings.job_request or {}
     if not base.get("InputDataConfig") and not settings.channels:
-        sm_contract.skip("the job has no input channels, so there is no input mode to exercise")
+        sm_contract.skip("the job has no input channels, so there is no input mode to exercise", structural=True)
     modes = settings.input_modes or _declared_modes(base)
     if not settings.input_modes and modes == ["File"]:
         sm_contract.depends_on_default()
@@ -84,7 +84,9 @@ def sm_hosts_multi(sm_contract: Suite) -> None:
     if resource.get("InstanceGroups") and not settings.instance_count:
         count = sum(int(g.get("InstanceCount", 0)) for g in resource["InstanceGroups"])
     if count < 2:
-        sm_contract.skip("a single-host job; pass --sm-instance-count 2 (or more) to train on several hosts")
+        sm_contract.skip(
+            "a single-host job; pass --sm-instance-count 2 (or more) to train on several hosts", structural=True
+        )
     sm_contract.depends_on_default()
     overrides: dict[str, Any] = (
         {} if resource.get("InstanceGroups") and not settings.instance_count else {"instance_count": count}
@@ -115,7 +117,7 @@ def sm_hosts_multi(sm_contract: Suite) -> None:
 )
 def sm_net_isolation(sm_contract: Suite) -> None:
     if sm_contract.settings.allow_network:
-        sm_contract.skip("--sm-allow-network: the job needs the network, so it cannot run isolated")
+        sm_contract.skip("--sm-allow-network: the job needs the network, so it cannot run isolated", structural=True)
     sm_contract.depends_on_default()
     result = sm_contract.run(network_isolation=True)
     if result.TrainingJobStatus != "Completed":

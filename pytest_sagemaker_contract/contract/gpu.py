@@ -49,7 +49,7 @@ def sm_gpu_visible(sm_contract: Suite) -> None:
     control = plan.mode == "none" and plan.count > 0
     reason = plan_skip_reason(plan, detection)
     if reason is not None and not control:
-        sm_contract.skip(reason)
+        sm_contract.skip(reason, structural=plan.count == 0)
     shell = facts.has_shell()
     if shell:
         entrypoint = _SLEEPER

@@ -31,7 +31,7 @@ def _verdict(sm_contract: Suite, outcome: CheckOutcome) -> None:
     if outcome.outcome == "failed":
         sm_contract.fail(outcome.message)
     elif outcome.outcome == "skipped":
-        sm_contract.skip(outcome.message)
+        sm_contract.skip(outcome.message, structural=outcome.message.startswith("not applicable"))
     sm_contract.says(outcome.message)
 
 

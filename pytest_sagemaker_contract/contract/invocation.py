@@ -140,7 +140,8 @@ def sm_run_both(sm_contract: Suite) -> None:
     if both is None:
         sm_contract.skip(
             "no ENTRYPOINT and no /bin/sh to derive a ContainerEntrypoint+ContainerArguments pair from; "
-            "set both in --sm-job to test this shape"
+            "set both in --sm-job to test this shape",
+            structural=True,
         )
     ce, ca = both
     _run_shape(
@@ -161,7 +162,9 @@ def sm_run_external_script(sm_contract: Suite) -> None:
     sm_contract.depends_on_default()
     facts = sm_contract.facts()
     if not facts.has_shell():
-        sm_contract.skip("the image has no /bin/sh, so a channel-delivered shell script cannot be its entrypoint")
+        sm_contract.skip(
+            "the image has no /bin/sh, so a channel-delivered shell script cannot be its entrypoint", structural=True
+        )
     platform = sm_contract.platform
     folder = sm_contract.image.replace("/", "_").replace(":", "_")
     uri = f"s3://sagemaker-contract/{platform.run_id}/{folder}/{SCRIPT_CHANNEL}"

@@ -132,7 +132,8 @@ def sm_metrics(sm_contract: Suite) -> None:
     if not definitions:
         sm_contract.skip(
             "the job has no AlgorithmSpecification.MetricDefinitions; add them to --sm-job to check that "
-            "SageMaker can read your metrics from the log"
+            "SageMaker can read your metrics from the log",
+            structural=True,
         )
     result = sm_contract.require_default()
     matches = match_metrics(definitions, log_lines(result))

@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from ..diagnosis import diagnose_kill, process_tree_text
+from ..diagnosis import SigtermEffect, diagnose_kill, process_tree_text, signals_text, sigterm_effect
 from .invocation import expected_model, model_problem
 from .suite import Suite, check
 
@@ -53,18 +53,46 @@ def _ended_early(sm_contract: Suite, result: Any, what: str) -> None:
     sm_contract.skip(f"training finished in {took:.1f} s, before {what}: {_LONGER}")
 
 
-def _stopped_verdict(sm_contract: Suite, result: Any, grace: float, what: str) -> str:
-    """Fail with a diagnosis unless the container exited within the grace and saved the model; else the summary.
+def _failed_first(sm_contract: Suite, result: Any, what: str) -> None:
+    """A job that Failed around the stop: its own failure is the cause to report, not a missing model."""
+    if result.TrainingJobStatus == "Failed":
+        sm_contract.fail(
+            f"{what}: the job Failed (exit code {result.exit_code}): {result.FailureReason}; it must train until it "
+            "is stopped before its SIGTERM handling can be judged",
+            result,
+        )
 
-    Never a pass when the container was removed or SIGKILLed from outside during the grace: its exit then
-    says nothing about the image's SIGTERM handling.
+
+def _exit_text(result: Any) -> str:
+    code = result.exit_code
+    if code in (0, None):
+        return "exit code 0"
+    text = f"exit code {code}"
+    failure = next((h.failure_text for h in result.hosts if h.failure_text), None)
+    if code not in (128 + 15, 137) and failure:
+        text += f", failure file: {' '.join(failure.split())[:200]!r}"
+    return text
+
+
+def _stopped_verdict(sm_contract: Suite, result: Any, grace: float, what: str) -> str:
+    """Fail with a diagnosis unless SIGTERM itself ended the run within the grace with the model saved; else the
+    summary.
+
+    A pass needs evidence that the signal acted (a process caught it or died of it), read from the container's
+    signal dispositions at SIGTERM: a run that merely finished training inside the grace would be SIGKILLed
+    on SageMaker as soon as its training outlasts the grace. Never a pass when the container was removed or
+    SIGKILLed from outside during the grace: its exit then says nothing about the image's SIGTERM handling.
     """
     sm_contract.fail_on_engine_fault(result)
+    _failed_first(sm_contract, result, what)
     tl = result.timeline
+    sm_contract.note.sections.append(("process tree at SIGTERM", process_tree_text(tl.process_tree)))
+    sm_contract.note.sections.append(
+        ("SIGTERM dispositions at SIGTERM (pid ppid disposition command)", signals_text(tl.signals_at_sigterm))
+    )
+    if result.logs_after_sigterm:
+        sm_contract.note.sections.append(("log after SIGTERM", "\n".join(result.logs_after_sigterm[-20:])))
     if result.killed:
-        sm_contract.note.sections.append(("process tree at SIGTERM", process_tree_text(tl.process_tree)))
-        if result.logs_after_sigterm:
-            sm_contract.note.sections.append(("log after SIGTERM", "\n".join(result.logs_after_sigterm[-20:])))
         cause = diagnose_kill(
             tree=tl.process_tree,
             pid1_sigterm=tl.pid1_sigterm,
@@ -78,17 +106,44 @@ def _stopped_verdict(sm_contract: Suite, result: Any, grace: float, what: str) -
             result,
         )
     seconds = tl.seconds_to_exit_after_sigterm or 0.0
+    effect = sigterm_effect(tl.signals_at_sigterm)
+    if effect.acts is not True and result.exit_code == 128 + 15:
+        effect = SigtermEffect(True, "the container exited with code 143 (128 + SIGTERM): the signal ended it")
+    if effect.acts is False:
+        sm_contract.fail(
+            f"{what}: SIGTERM had no effect: {effect.evidence}. The run ended on its own {seconds:.1f} s later "
+            f"({_exit_text(result)}); on a run longer than the grace ({grace:g} s) SageMaker SIGKILLs it and what "
+            f"it writes after SIGTERM is lost. Fix: {effect.fix}",
+            result,
+        )
+    if effect.acts is None:
+        sm_contract.skip(
+            f"{what}: SIGTERM not judged: {effect.evidence}, so nothing shows that the signal (rather than the "
+            f"training's natural end) ended the run {seconds:.1f} s later; run on a local engine, or give the "
+            "image /bin/sh or cat"
+        )
     problem = model_problem(result.model_files, expected_model(sm_contract))
     if problem:
+        elsewhere = _written_elsewhere(result)
         sm_contract.fail(
-            f"{what}: the container exited {seconds:.1f} s after SIGTERM, but {problem}. Save the model to "
-            "/opt/ml/model in the SIGTERM handler before exiting: SageMaker uploads what is there",
+            f"{what}: the container exited {seconds:.1f} s after SIGTERM ({_exit_text(result)}), but {problem}"
+            f"{elsewhere}. Save the model to /opt/ml/model in the SIGTERM handler before exiting: SageMaker uploads "
+            "what is there",
             result,
         )
     code = result.exit_code
     exit_note = f", exit code {code} (SageMaker still reports Stopped)" if code not in (0, None) else ", exit code 0"
     shown = ", ".join(result.model_files[:3])
-    return f"exited {seconds:.1f} s after SIGTERM (grace {grace:g} s){exit_note}; model saved: {shown}"
+    return (
+        f"exited {seconds:.1f} s after SIGTERM (grace {grace:g} s){exit_note}; {effect.evidence}; model saved: {shown}"
+    )
+
+
+def _written_elsewhere(result: Any) -> str:
+    found = sorted({f for h in result.hosts for f in h.written_elsewhere})
+    if not found:
+        return ""
+    return f" (the image wrote {', '.join(found[:5])}; SageMaker uploads only /opt/ml/model)"
 
 
 @check(
@@ -143,7 +198,9 @@ def sm_ckpt_resume(sm_contract: Suite) -> None:
     request = settings.job_request or {}
     config = request.get("CheckpointConfig") or {}
     if not config and not settings.checkpoints:
-        sm_contract.skip("the job has no CheckpointConfig; pass --sm-checkpoints to test checkpoint/resume anyway")
+        sm_contract.skip(
+            "the job has no CheckpointConfig; pass --sm-checkpoints to test checkpoint/resume anyway", structural=True
+        )
     base = str(config.get("S3Uri") or f"s3://sagemaker-contract/{sm_contract.platform.run_id}/checkpoints").rstrip("/")
     uri = f"{base}/sm-contract-{uuid.uuid4().hex[:8]}"
     local = config.get("LocalPath")
@@ -157,6 +214,13 @@ def sm_ckpt_resume(sm_contract: Suite) -> None:
         first.stop(grace=settings.grace_s)
         stopped = first.wait(settings.grace_s + 120)
     sm_contract.fail_on_engine_fault(stopped)
+    _failed_first(sm_contract, stopped, f"the first run (SIGTERM at {trigger})")
+    effect = sigterm_effect(stopped.timeline.signals_at_sigterm)
+    if effect.acts is False and not stopped.killed:
+        sm_contract.skip(
+            f"the first run was never interrupted: SIGTERM at {trigger} had no effect ({effect.evidence}) and its "
+            f"training ran to its natural end, so resuming from its checkpoints proves nothing (see SM-SIG-TERM)"
+        )
     saved = [o.key for o in sm_contract.platform.s3.objects(uri + "/")]
     if not saved:
         sm_contract.fail(

@@ -76,6 +76,9 @@ class CheckNote:
     sections: list[tuple[str, str]] = field(default_factory=list)
     #: The check's own running time (under concurrency pytest's duration is the wait for it).
     duration_s: float | None = None
+    #: For a skip: "structural" (the clause does not apply to this job or image, e.g. a GPU check on an
+    #: instance type without GPUs) or "untested" (it applies but this run could not test it: --sm-strict fails it).
+    skip_kind: str = ""
 
 
 NOTE_KEY = pytest.StashKey[CheckNote]()
@@ -132,6 +135,12 @@ class ContractItem(pytest.Function):
         note_.duration_s = outcome.duration_s
         for message in note_.warnings:
             warnings.warn(SageMakerContractWarning(message), stacklevel=1)
+        if isinstance(outcome.error, pytest.skip.Exception):
+            note_.skip_kind = note_.skip_kind or "untested"
+            if note_.skip_kind == "untested" and session_of(self.config).settings.strict:
+                reason = note_.message or str(outcome.error.msg)
+                note_.message = f"not tested (--sm-strict): {reason}"
+                raise pytest.fail.Exception(f"{self.check.id}: {note_.message}", pytrace=False)
         if outcome.error is not None:
             if not note_.message:  # the table shows the failure's first line, not the end of a log tail
                 note_.message = str(outcome.error).strip().splitlines()[0] if str(outcome.error).strip() else ""
@@ -341,8 +350,11 @@ class Suite:
                 f"session's S3 ({unreachable}); run on an engine whose bridge is on this machine"
             )
 
-    def skip(self, message: str) -> None:
+    def skip(self, message: str, *, structural: bool = False) -> None:
+        """Skip this check, saying why. `structural`: the clause does not apply to this job or image, so the
+        skip stands under --sm-strict; any other skip means the clause went untested, which --sm-strict fails."""
         self.note.message = message
+        self.note.skip_kind = "structural" if structural else "untested"
         # Reported at the check's definition (the home of its clause), not inside this helper.
         raise pytest.skip.Exception(f"{self.check_id}: {message}", _use_item_location=True)
 
@@ -434,12 +446,11 @@ class Suite:
         """The default run; if it failed, fail this check with a pointer instead of another copy of the cause."""
         result = self.default_run()
         if result.TrainingJobStatus != "Completed":
-            self.note.message = "the image cannot train with this job: see SM-RUN-DEFAULT"
-            pytest.fail(
-                f"{self.check_id}: not run — the image cannot train with this job at all "
-                f"(SM-RUN-DEFAULT: {result.FailureReason}); fix that first",
-                pytrace=False,
-            )
+            reason = " ".join(str(result.FailureReason or result.TrainingJobStatus).split())
+            self.note.message = f"blocked by SM-RUN-DEFAULT: {reason}"
+            self.note.log_tail = ""
+            self.note.sections.clear()
+            pytest.fail(f"{self.check_id}: blocked by SM-RUN-DEFAULT: {reason}; fix that first", pytrace=False)
         return result
 
     def expect_completed(self, result: Any, shape: str) -> None:

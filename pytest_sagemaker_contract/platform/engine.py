@@ -22,6 +22,7 @@ import docker.errors
 import requests.exceptions
 
 from ..errors import PlatformError
+from .signals import ProcessSignals, descendants_of_init, parse_status, parse_status_dump, sigterm_disposition
 
 __all__ = ["LABEL", "LABEL_RUN", "ContainerStart", "Engine", "EngineError", "ImageUnavailable", "sigterm_disposition"]
 
@@ -197,27 +198,83 @@ class Engine:
         titles = [t.upper() for t in top.get("Titles") or []]
         return [dict(zip(titles, row, strict=False)) for row in top.get("Processes") or []]
 
-    def pid1_sigterm(self, container_id: str) -> str | None:
-        """PID 1's SIGTERM disposition: "caught", "ignored" or "default" (None when it cannot be read).
+    def signal_dispositions(self, container_id: str, tree: Sequence[Mapping[str, str]] = ()) -> list[ProcessSignals]:
+        """Every process of the container with its SIGTERM disposition, numbered as inside the container
+        ([] when it cannot be read). `tree` is `top()`'s rows (host pids) when the caller has them.
 
-        Read from /proc/<pid>/status on the host when the engine is local, else through `docker exec`.
+        Read from /proc/<pid>/status on the host when the engine is local (no process is started in the
+        container), else through `docker exec` of the image's own shell or cat.
         """
-        status = ""
-        try:
-            pid = int(self.state(container_id).get("Pid") or 0) if self.local_proc else 0
-            if pid > 0:
-                with open(f"/proc/{pid}/status") as fh:
-                    status = fh.read()
-        except (OSError, ValueError, KeyError):
-            status = ""
-        if not status:
+        if self.local_proc:
+            found = self._host_dispositions(container_id, tree)
+            if found:
+                return found
+        script = (
+            "for d in /proc/[0-9]*; do cat $d/status 2>/dev/null && "
+            "printf 'Wchan:\\t%s\\nCmdline:\\t%s\\n' \"$(cat $d/wchan 2>/dev/null)\" "
+            "\"$(tr '\\0' ' ' < $d/cmdline 2>/dev/null)\"; done"
+        )
+        for cmd in (["/bin/sh", "-c", script], ["cat", "/proc/1/status"]):
             try:
-                code, status = self.exec(container_id, ["cat", "/proc/1/status"])
+                code, out = self.exec(container_id, cmd)
             except Exception:
-                return None
-            if code != 0:
-                return None
-        return sigterm_disposition(status)
+                continue
+            if code == 0 and out.strip():
+                found = parse_status_dump(out)
+                if found:
+                    return found
+        return []
+
+    def _host_dispositions(self, container_id: str, tree: Sequence[Mapping[str, str]]) -> list[ProcessSignals]:
+        rows = list(tree) or self.top(container_id)
+        commands: dict[int, str] = {}
+        for row in rows:
+            with contextlib.suppress(KeyError, ValueError):
+                commands[int(row["PID"])] = row.get("COMMAND") or row.get("CMD") or row.get("ARGS") or ""
+        try:
+            init = int(self.state(container_id).get("Pid") or 0)
+        except Exception:
+            init = 0
+        if init > 0:
+            commands.setdefault(init, "")
+        statuses: dict[int, str] = {}
+        for pid in commands:
+            try:
+                with open(f"/proc/{pid}/status") as fh:
+                    statuses[pid] = fh.read()
+                with open(f"/proc/{pid}/wchan") as fh:
+                    wchan = fh.read().strip()
+            except OSError:
+                continue
+            if wchan == "0":  # hidden from a user who may not ptrace the process: ask inside the container
+                return []
+            statuses[pid] += f"\nWchan:\t{wchan}\n"
+        to_container: dict[int, int] = {}
+        for pid, text in statuses.items():
+            parsed = parse_status(text)
+            if parsed is not None:
+                to_container[pid] = parsed.pid
+        found = []
+        for pid, text in statuses.items():
+            parsed = parse_status(text, commands.get(pid, ""), host_ppids=to_container)
+            if parsed is not None:
+                found.append(parsed)
+        return descendants_of_init(found)
+
+    def added_files(self, container_id: str, limit: int = 20) -> list[str]:
+        """Leaf paths the container added to its own filesystem (`docker diff`, mounts excluded); [] when unknown."""
+        try:
+            changes = self.api.diff(container_id) or []
+        except Exception:
+            return []
+        added = sorted(str(c.get("Path", "")) for c in changes if c.get("Kind") == 1 and c.get("Path"))
+        leaves = [p for i, p in enumerate(added) if not (i + 1 < len(added) and added[i + 1].startswith(p + "/"))]
+        return leaves[:limit]
+
+    def pid1_sigterm(self, container_id: str) -> str | None:
+        """PID 1's SIGTERM disposition (see `signal_dispositions`); None when it cannot be read."""
+        pid1 = next((p for p in self.signal_dispositions(container_id) if p.pid == 1), None)
+        return pid1.sigterm if pid1 is not None else None
 
     def logs(self, container_id: str) -> str:
         raw: bytes = self.api.logs(container_id, stdout=True, stderr=True)
@@ -405,26 +462,6 @@ def _is_local_address(address: str) -> bool:
     except OSError:
         return False
     return True
-
-
-def sigterm_disposition(proc_status: str) -> str | None:
-    """From a /proc/<pid>/status text: is SIGTERM (15, bit 14) caught, ignored, or left at its default?"""
-    masks: dict[str, int] = {}
-    for line in proc_status.splitlines():
-        key, _, value = line.partition(":")
-        if key in ("SigCgt", "SigIgn"):
-            try:
-                masks[key] = int(value.strip(), 16)
-            except ValueError:
-                return None
-    if "SigCgt" not in masks:
-        return None
-    bit = 1 << (15 - 1)
-    if masks["SigCgt"] & bit:
-        return "caught"
-    if masks.get("SigIgn", 0) & bit:
-        return "ignored"
-    return "default"
 
 
 def _exec_error(text: str) -> str:

@@ -599,6 +599,16 @@ class TrainingJob:
         finally:
             self._done.set()
 
+    def _written_elsewhere(self, run: _HostRun) -> list[str]:
+        """Files the image wrote under /opt/ml (outside input/ and model/) or elsewhere in its filesystem."""
+        found = [f"/opt/ml/output/{f}" for f in list_files(run.layout.output) if not f.startswith("data/")]
+        if run.layout.checkpoints is not None:
+            found += [f"{run.layout.checkpoint_local_path}/{f}" for f in list_files(run.layout.checkpoints)]
+        if run.container_id is not None:
+            skip = ("/opt/ml/input", "/opt/ml/model", "/proc", "/sys", "/dev", "/run", "/root/.cache")
+            found += [p for p in self.platform.engine.added_files(run.container_id) if not p.startswith(skip)]
+        return sorted(dict.fromkeys(found))[:10]
+
     def _export(self) -> TrainingJobResult:
         engine = self.platform.engine
         s3 = self.platform.s3
@@ -613,6 +623,8 @@ class TrainingJob:
             if run.container_id is not None and run.start_error is None and self._client_error is None:
                 with contextlib.suppress(Exception):
                     oom = oom or bool(engine.state(run.container_id).get("OOMKilled"))
+            model_files = list_files(run.layout.model)
+            elsewhere = self._written_elsewhere(run) if not model_files else []
             if run.container_id is not None and not self.platform.keep:
                 removals.append(self.platform.pool.submit(engine.remove, run.container_id))
             host_results.append(
@@ -625,9 +637,10 @@ class TrainingJob:
                     start_error=run.start_error,
                     engine_fault=run.engine_fault,
                     failure_text=run.layout.failure_text(),
-                    model_files=list_files(run.layout.model),
+                    model_files=model_files,
                     output_files=list_files(run.layout.output_data),
                     channels=run.channels,
+                    written_elsewhere=elsewhere,
                 )
             )
         self.secondary_status = "Uploading"
@@ -752,7 +765,10 @@ class TrainingJob:
         running = [r for r in self._hosts if r.container_id is not None and r.exit_code is None]
         if running and running[0].container_id is not None:
             self.timeline.process_tree = engine.top(running[0].container_id)
-            self.timeline.pid1_sigterm = engine.pid1_sigterm(running[0].container_id)
+            signals = engine.signal_dispositions(running[0].container_id, self.timeline.process_tree)
+            self.timeline.signals_at_sigterm = signals
+            pid1 = next((p for p in signals if p.pid == 1), None)
+            self.timeline.pid1_sigterm = pid1.sigterm if pid1 is not None else None
         self.timeline.sigterm_sent = time.time()
         self.secondary_status = "Stopping"
         for run in running:

@@ -21,6 +21,7 @@ from typing import Any
 from .channels import StagedChannel
 from .logs import TRUNCATION_MARK
 from .s3 import S3Server
+from .signals import ProcessSignals
 from .untrusted import UnsafeName, safe_relative
 
 __all__ = [
@@ -66,6 +67,9 @@ class Timeline:
     #: What someone else did to the containers (docker kill, stop, restart, pause), one sentence per host, in
     #: the engine's event order; each is also that host's engine fault (interference.py).
     interference: list[str] = field(default_factory=list)
+    #: Every process of the first host's container, with its SIGTERM disposition, just before SIGTERM
+    #: (empty when it could not be read): the evidence of what the signal could do.
+    signals_at_sigterm: list[ProcessSignals] = field(default_factory=list)
 
     @property
     def seconds_to_exit_after_sigterm(self) -> float | None:
@@ -92,6 +96,7 @@ class Timeline:
             "pid1_sigterm": self.pid1_sigterm,
             "process_tree_at_kill": self.process_tree_at_kill,
             "interference": list(self.interference),
+            "signals_at_sigterm": [p.as_dict() for p in self.signals_at_sigterm],
         }
 
 
@@ -110,6 +115,9 @@ class HostResult:
     model_files: list[str] = field(default_factory=list)
     output_files: list[str] = field(default_factory=list)
     channels: list[StagedChannel] = field(default_factory=list)
+    #: Where the container wrote files when /opt/ml/model stayed empty (absolute container paths, outside
+    #: /opt/ml/input): the first place to look when a model "went missing".
+    written_elsewhere: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pytest_sagemaker_contract.diagnosis import diagnose_kill, pid1_command, process_tree_text
-from pytest_sagemaker_contract.platform.engine import sigterm_disposition
+from pytest_sagemaker_contract.platform.signals import sigterm_disposition
 
 
 def tree(*rows: tuple[str, str, str]) -> list[dict[str, str]]:
