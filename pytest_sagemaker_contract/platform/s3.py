@@ -304,6 +304,8 @@ class S3Server:
         for root, _dirs, files in os.walk(local):
             for name in sorted(files):
                 path = Path(root, name)
+                if not path.is_file():  # a FIFO, socket or device has no end to upload (reading a FIFO blocks)
+                    continue
                 self.upload_file(path, f"s3://{bucket}/{base}{path.relative_to(local).as_posix()}")
                 count += 1
         return count

@@ -6,6 +6,7 @@ never answers), and the other cases fail before any engine is asked.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -16,6 +17,7 @@ import pytest
 
 from pytest_sagemaker_contract.platform.engine import Engine, EngineError
 from pytest_sagemaker_contract.platform.instances import GIB, host_limit, local_capacity
+from pytest_sagemaker_contract.platform.s3 import S3Server
 
 
 class BlackHole:
@@ -169,3 +171,15 @@ def test_the_report_replaces_a_link_instead_of_writing_through_it(pytester: pyte
     assert target.read_text() == "keep me\n"
     assert not link.is_symlink()
     assert Path(link).read_text().startswith("{")
+
+
+def test_a_fifo_inside_a_channel_directory_is_not_uploaded(tmp_path: Path) -> None:
+    """Channels staged through S3 (Pipe, sharding) skip what is not a regular file, as local staging does:
+    opening a FIFO to upload it would block the job's staging forever."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "part-0.csv").write_text("1,2\n")
+    os.mkfifo(data / "pipe")
+    with S3Server() as s3:
+        assert s3.upload_path(data, "s3://data/train") == 1
+        assert s3.get_bytes("s3://data/train/part-0.csv") == b"1,2\n"
