@@ -249,16 +249,21 @@ def release(engine: Engine) -> None:
             raw.close()
 
 
+def _keeper_vouches(container: Mapping[str, Any], now: float) -> bool:
+    """A keeper vouches while it runs, or when it was created moments ago (its session is starting)."""
+    state = str(container.get("State") or "")
+    starting = state == "created" and now - float(container.get("Created") or 0) < KEEPER_START_GRACE_S
+    return state in ("running", "paused", "restarting") or starting
+
+
 def _live_keepers(engine: Engine) -> Callable[[Owner], bool]:
-    """Which owners a keeper on `engine` vouches for now: running, or created moments ago (starting)."""
+    """Which owners a keeper on `engine` vouches for now."""
     now = time.time()
-    alive: set[str] = set()
-    for container in engine.api.containers(all=True, filters={"label": LABEL_KEEPER}):
-        owner_id = (container.get("Labels") or {}).get(LABEL_KEEPER, "")
-        state = str(container.get("State") or "")
-        starting = state == "created" and now - float(container.get("Created") or 0) < KEEPER_START_GRACE_S
-        if state in ("running", "paused", "restarting") or starting:
-            alive.add(owner_id)
+    alive = {
+        (container.get("Labels") or {}).get(LABEL_KEEPER, "")
+        for container in engine.api.containers(all=True, filters={"label": LABEL_KEEPER})
+        if _keeper_vouches(container, now)
+    }
     return lambda owner: owner.id in alive
 
 
@@ -327,8 +332,12 @@ def reap_dead_sessions(engine: Engine, tempdir: Path | None = None) -> Reaped:
             return False
         return not vouched(owner) if owner.keeper else owner.is_dead()
 
+    now = time.time()
     for container in containers:
-        if LABEL_KEEPER in (container.get("Labels") or {}) or not dead(container.get("Labels")):
+        labels = container.get("Labels") or {}
+        # A keeper that vouches for no one (its session died between create and start) goes too.
+        gone = not _keeper_vouches(container, now) if LABEL_KEEPER in labels else dead(labels)
+        if not gone:
             continue
         name = (container.get("Names") or [container["Id"][:12]])[0].lstrip("/")
         reaped.attempt(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..spec import TrainingJobSpec
 from .job import TrainingJob
+from .owner import claim
 from .resources import PlatformResources
 from .result import TrainingJobResult
 
@@ -26,6 +27,8 @@ class TrainingPlatform(PlatformResources):
         File or FastFile mode), else uploaded to the channel's S3 URI first, so the S3 path is exercised.
         `gpus` (auto|all|none|devices) overrides the platform's GPU mode for this job.
         """
+        if not self.keep:  # a keeper removed from outside is restarted before this job's resources exist
+            claim(self.engine)
         job = TrainingJob.launch(self, spec, local_channels, gpus)
         self.live_jobs.add(job)
         return job

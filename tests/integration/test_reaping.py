@@ -359,3 +359,39 @@ def test_without_the_helper_image_the_owner_falls_back_to_its_pid_and_says_so(
         "no keeper for this process on the engine (no statically linked busybox): if it is killed, only a later "
         "session on this host and in this PID namespace can remove its leftovers"
     )
+
+
+def test_a_keeper_created_but_never_started_is_a_starting_session_then_a_leftover(
+    helper: str, docker_client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session killed between creating its keeper and starting it: within the start grace its keeper
+    still vouches (it may be starting), after it the keeper is removed."""
+    owner_id = uuid.uuid4().hex[:16]
+    created = docker_client.api.create_container(
+        helper, entrypoint=["/bin/busybox", "cat"], labels={LABEL: "keeper", LABEL_KEEPER: owner_id}
+    )
+    try:
+        keeper = f"container {docker_client.api.inspect_container(created['Id'])['Name'].lstrip('/')}"
+        assert keeper not in reap_here(tmp_path).removed
+        assert docker_client.api.inspect_container(created["Id"])["State"]["Status"] == "created"
+        monkeypatch.setattr(owner_module, "KEEPER_START_GRACE_S", 0.0)
+        assert keeper in reap_here(tmp_path).removed
+        assert docker_client.api.containers(all=True, filters={"label": f"{LABEL_KEEPER}={owner_id}"}) == []
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.api.remove_container(created["Id"], force=True)
+
+
+def test_a_keeper_removed_from_outside_is_restarted_at_the_next_claim(docker_client: docker.DockerClient) -> None:
+    engine = Engine()
+    try:
+        owner = claim(engine)
+        mine = {"label": f"{LABEL_KEEPER}={owner.id}"}
+        [first] = docker_client.api.containers(filters=mine)
+        docker_client.api.remove_container(first["Id"], force=True)
+        assert claim(engine) == owner
+        [second] = docker_client.api.containers(filters=mine)
+        assert second["Id"] != first["Id"]
+        assert second["State"] == "running"
+    finally:
+        engine.client.close()
