@@ -13,6 +13,7 @@ import pytest
 from .jobs import OVERRIDE_KEYWORDS, RequestOverrides, job_name, with_overrides
 from .platform import TrainingJob, TrainingJobResult, TrainingPlatform
 from .session import SageMakerSession, session_of, suite_image
+from .settings import host_bound, too_many_hosts
 from .spec import RequestError, TrainingJobSpec, load_request, parse_request
 
 if TYPE_CHECKING:
@@ -64,7 +65,11 @@ class JobRequest:
 
     def start(self) -> TrainingJob:
         """CreateTrainingJob: the job is running when this returns (use it as a context manager)."""
-        return self._session.platform().start(self.spec, self.local_channels, self.gpus)
+        spec = self.spec
+        limit, source = host_bound(self._session.settings)
+        if spec.instance_count > limit:
+            pytest.fail(too_many_hosts(f"training job {spec.name}: {spec.instance_count}", source), pytrace=False)
+        return self._session.platform().start(spec, self.local_channels, self.gpus)
 
     def run(self, timeout: float | None = None) -> TrainingJobResult:
         """Run to the end and return what DescribeTrainingJob would say (plus logs and files)."""

@@ -31,7 +31,7 @@ from .spec import (
     training_instance_types,
 )
 
-__all__ = ["OPTIONS", "Option", "Settings", "add_options", "resolve"]
+__all__ = ["OPTIONS", "Option", "Settings", "add_options", "host_bound", "resolve", "too_many_hosts"]
 
 #: Checks a raw option value (from the command line or the ini file) and returns the attribute's value.
 Parser = Callable[["Option", Any], Any]
@@ -605,14 +605,31 @@ def _inside(path: Path, directory: Path) -> bool:
         return False
 
 
+def host_bound(settings: Settings) -> tuple[int, str]:
+    """The most hosts one job may have here, and where that number comes from (for the message)."""
+    if settings.max_hosts:
+        return settings.max_hosts, f"--sm-max-hosts {settings.max_hosts}"
+    cpus, memory = local_capacity()
+    limit = host_limit(cpus, memory)
+    shown = f"{cpus} CPUs, {memory / 2**30:.0f} GiB" if cpus and memory else "its CPUs and memory"
+    return limit, f"this machine ({shown}) runs at most {limit}, 2 per CPU and 1 per GiB"
+
+
+def too_many_hosts(what: str, source: str) -> str:
+    """One line for a job of more hosts than `host_bound` allows."""
+    return (
+        f"{what} hosts: more than one job may start here ({source}); lower the count, "
+        "or raise the bound with --sm-max-hosts N on a machine that can run them"
+    )
+
+
 def _check_host_count(settings: Settings) -> None:
     """A job of more hosts than this machine can run starts containers that starve each other: refuse it first."""
-    cpus, memory = local_capacity()
-    limit = settings.max_hosts or host_limit(cpus, memory)
+    limit, source = host_bound(settings)
     counts: list[tuple[int, str]] = []
     if settings.instance_count is not None:
         counts.append((settings.instance_count, f"--sm-instance-count {settings.instance_count}"))
-    if settings.job_request is not None and settings.instance_count is None:
+    if settings.job_request is not None:
         resource = settings.job_request.get("ResourceConfig") or {}
         groups = resource.get("InstanceGroups") or []
         if groups:
@@ -622,17 +639,8 @@ def _check_host_count(settings: Settings) -> None:
             count = int(resource.get("InstanceCount", 1))
             counts.append((count, f"--sm-job {settings.job_file}: ResourceConfig.InstanceCount {count}"))
     for count, what in counts:
-        if count <= limit:
-            continue
-        if settings.max_hosts:
-            source = f"--sm-max-hosts {settings.max_hosts}"
-        else:
-            shown = f"{cpus} CPUs, {memory / 2**30:.0f} GiB" if cpus and memory else "its CPUs and memory"
-            source = f"this machine ({shown}) runs at most {limit}, 2 per CPU and 1 per GiB"
-        raise pytest.UsageError(
-            f"{what} hosts: more than one job may start here ({source}); lower the count, "
-            "or raise the bound with --sm-max-hosts N on a machine that can run them"
-        )
+        if count > limit:
+            raise pytest.UsageError(too_many_hosts(what, source))
 
 
 def _check_effective_request(settings: Settings) -> None:

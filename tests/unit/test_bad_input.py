@@ -96,6 +96,7 @@ CASES: list[tuple[list[str], str]] = [
     (["--sm-job={tmp}/hosts_many.json"], "this machine ("),
     (["--sm-job={tmp}/hosts_many.json"], "raise the bound with --sm-max-hosts N"),
     (["--sm-instance-count=3", "--sm-max-hosts=2"], "--sm-instance-count 3 hosts: more than one job may start"),
+    (["--sm-job={tmp}/hosts3.json", "--sm-instance-count=2", "--sm-max-hosts=2"], "InstanceCount 3 hosts: more"),
     (["--sm-max-hosts=0"], "--sm-max-hosts 0: between 1 and 1000 hosts"),
     # Inputs that were silently accepted (issue 22, item 6).
     (["--sm-channel=train={tmp}/fifo"], "{tmp}/fifo is a FIFO (named pipe); a channel is a regular file or a dir"),

@@ -183,3 +183,17 @@ def test_a_fifo_inside_a_channel_directory_is_not_uploaded(tmp_path: Path) -> No
     with S3Server() as s3:
         assert s3.upload_path(data, "s3://data/train") == 1
         assert s3.get_bytes("s3://data/train/part-0.csv") == b"1,2\n"
+
+
+def test_a_user_tests_job_beyond_the_bound_fails_before_any_container(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_big(training_job):
+            training_job(image="x", instance_count=3).run()
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--sm-no-suite", "--sm-max-hosts=2")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*training job sm-contract-*: 3 hosts: more than one job may start here (--sm-max-hosts 2); lower the count*"]
+    )
