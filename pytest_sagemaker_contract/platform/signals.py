@@ -88,10 +88,12 @@ def _fields(proc_status: str) -> dict[str, str]:
 def waits_for_signals(wchan: str) -> bool:
     """Whether a process sleeps in sigwait/sigtimedwait (/proc/<pid>/wchan): an init such as tini or dumb-init.
 
+    Not sigsuspend: a shell waiting for its foreground child sleeps there with SIGTERM at its default.
+
     The kernel unblocks the awaited signals for the duration of the wait, so SigBlk then shows SIGTERM as
     neither blocked nor caught, although the process takes it synchronously.
     """
-    return "sigtimedwait" in wchan or "sigsuspend" in wchan
+    return "sigtimedwait" in wchan
 
 
 def parse_status(
