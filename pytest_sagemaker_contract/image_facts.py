@@ -477,6 +477,13 @@ def check_train_on_path(facts: ImageFacts) -> CheckOutcome:
     """SM-IMG-TRAIN-ON-PATH: without an ENTRYPOINT, ``docker run IMAGE train`` must find ``train``."""
     outcome = _outcome("SM-IMG-TRAIN-ON-PATH", CLAUSE_TRAIN_ON_PATH)
     if facts.entrypoint is not None:
+        parsed = _shell_command(facts.entrypoint) if facts.entrypoint else None
+        if parsed is not None and not ("$@" in parsed[0] and parsed[1]):
+            return outcome(
+                "skipped",
+                f"not applicable: the image has an ENTRYPOINT ({_show(facts.entrypoint)}); it is shell form, so "
+                'the "train" argument never reaches its program (see SM-IMG-EXEC-FORM)',
+            )
         return outcome(
             "skipped",
             f'not applicable: ENTRYPOINT {_show(facts.entrypoint)} receives "train" as its argument',

@@ -398,7 +398,8 @@ def parse_request(
     not_simulated += sorted(
         f"AlgorithmSpecification.{k}"
         for k in algo
-        if k not in ("TrainingImage", "TrainingInputMode", "ContainerEntrypoint", "ContainerArguments")
+        if k
+        not in ("TrainingImage", "TrainingInputMode", "ContainerEntrypoint", "ContainerArguments", "MetricDefinitions")
     )
     return TrainingJobSpec(
         name=req["TrainingJobName"],

@@ -17,10 +17,40 @@ from ..diagnosis import SigtermEffect, diagnose_kill, process_tree_text, signals
 from .invocation import expected_model, model_problem
 from .suite import Suite, check
 
-_LONGER = (
-    "make the SIGTERM run train longer, e.g. --sm-sigterm-hyperparameter epochs=1000 (used only for the "
-    "SIGTERM runs), or trigger earlier with --sm-stop-after / --sm-stop-on-log"
+#: Hyperparameter names that usually set how long training runs, most telling first.
+_LENGTH_KEYS = (
+    "epochs",
+    "num_epochs",
+    "n_epochs",
+    "epoch",
+    "steps",
+    "max_steps",
+    "num_steps",
+    "iterations",
+    "max_iter",
+    "num_round",
+    "num_rounds",
+    "n_estimators",
+    "seconds",
 )
+
+
+def _longer(sm_contract: Suite) -> str:
+    """How to make the SIGTERM runs outlast the trigger, naming a hyperparameter the job really has."""
+    settings = sm_contract.settings
+    request = settings.job_request or {}
+    known = {**(request.get("HyperParameters") or {}), **settings.hyperparameters, **settings.sigterm_hyperparameters}
+    key = next((k for k in _LENGTH_KEYS if k in known), None)
+    if key is not None:
+        value = known[key]
+        bigger = str(int(value) * 20) if value.isdigit() and int(value) > 0 else "<larger>"
+        how = f"--sm-sigterm-hyperparameter {key}={bigger} (used only for the SIGTERM runs)"
+    else:
+        how = (
+            "--sm-sigterm-hyperparameter NAME=VALUE with the hyperparameter of your trainer that makes it run longer "
+            "(used only for the SIGTERM runs), or a larger --sm-channel"
+        )
+    return f"make the SIGTERM run train longer, e.g. {how}, or trigger earlier with --sm-stop-after / --sm-stop-on-log"
 
 
 def _trigger(sm_contract: Suite, job: Any) -> str | None:
@@ -50,7 +80,7 @@ def _ended_early(sm_contract: Suite, result: Any, what: str) -> None:
             result,
         )
     took = result.timeline.training_seconds or 0.0
-    sm_contract.skip(f"training finished in {took:.1f} s, before {what}: {_LONGER}")
+    sm_contract.skip(f"training finished in {took:.1f} s, before {what}: {_longer(sm_contract)}")
 
 
 def _failed_first(sm_contract: Suite, result: Any, what: str) -> None:

@@ -74,7 +74,7 @@ def test_full_suite_gives_sagemakers_verdicts(pytester: pytest.Pytester, toolkit
         assert "train.py --epochs 1000" in message  # the user's entry point, from the process tree
         assert "does not forward SIGTERM" in message
         assert "handler never runs" in message
-        assert "forward-sigterm.py" in message
+        assert "subprocess.Popen(['train'])" in message
         assert "checkpoints" in message
 
 

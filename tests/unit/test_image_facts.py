@@ -288,6 +288,16 @@ def test_train_on_path_is_skipped_with_an_entrypoint() -> None:
     assert outcome.message.startswith('not applicable: ENTRYPOINT ["python", "x.py"] receives "train"')
 
 
+def test_train_on_path_agrees_with_exec_form_on_a_shell_form_entrypoint() -> None:
+    """A shell-form ENTRYPOINT drops `train`: SM-IMG-TRAIN-ON-PATH must not say it receives it (issue 17, item 6)."""
+    entrypoint = ["/bin/sh", "-c", "python /opt/program/train.py"]
+    outcome = check_train_on_path(facts(BUSYBOX, entrypoint=entrypoint))
+    assert outcome.outcome == "skipped"
+    assert 'receives "train"' not in outcome.message
+    assert "never reaches its program (see SM-IMG-EXEC-FORM)" in outcome.message
+    assert check_exec_form(facts(BUSYBOX, entrypoint=entrypoint)).outcome == "failed"
+
+
 def test_train_on_path_passes_without_entrypoint_when_train_is_executable() -> None:
     outcome = check_train_on_path(facts(BUSYBOX | {"/usr/local/bin/train": "x"}, cmd=["sh"]))
     assert outcome.outcome == "passed"

@@ -74,7 +74,8 @@ def test_kmeans_example_job_parses() -> None:
     assert spec.output_path == raw["OutputDataConfig"]["S3OutputPath"].rstrip("/")
     assert spec.max_runtime_s == raw["StoppingCondition"]["MaxRuntimeInSeconds"]
     assert spec.hosts == ("algo-1",)
-    assert "AlgorithmSpecification.MetricDefinitions" in spec.not_simulated
+    # SM-METRICS checks MetricDefinitions: the header must not call them "not simulated" (issue 17, item 6).
+    assert "AlgorithmSpecification.MetricDefinitions" not in spec.not_simulated
 
 
 def test_image_argument_replaces_training_image() -> None:
@@ -100,10 +101,10 @@ def test_real_shaped_request_lists_unsimulated_fields() -> None:
         "EnableManagedSpotTraining",
         "DebugHookConfig",
         "EnableInterContainerTrafficEncryption",
-        "AlgorithmSpecification.MetricDefinitions",
         "AlgorithmSpecification.EnableSageMakerMetricsTimeSeries",
     ):
         assert name in spec.not_simulated
+    assert "AlgorithmSpecification.MetricDefinitions" not in spec.not_simulated
     assert "Tags" not in spec.not_simulated
     assert "TrainingJobName" not in spec.not_simulated
 
