@@ -6,6 +6,11 @@ regex that never matches means the metric is never published, and a tuning job w
 cannot rank the job. The API model limits: Name 1-255 and Regex 1-500 characters, at most 40
 definitions (validated with the rest of the request by `spec.py`).
 
+The regexes see the log as CloudWatch stores it, not the raw bytes: control characters arrive escaped
+syslog-style as `#` and three octal digits (a tab is `#011`, a carriage return `#015`, ESC `#033`), which
+is why AWS's own XGBoost container matches `#011validation-auc:`. `cloudwatch_text` does that escaping;
+a regex that needs a raw tab (`\t` or a literal one) never matches there, and says so.
+
 `match_metrics` is the pure rule (no Docker); the check applies it to the default run's full log.
 """
 
@@ -21,7 +26,7 @@ from typing import Any
 
 from .suite import Suite, check
 
-__all__ = ["MetricMatch", "log_lines", "match_metrics", "metric_definitions"]
+__all__ = ["MetricMatch", "cloudwatch_text", "log_lines", "match_metrics", "metric_definitions"]
 
 #: How many log lines that mention a metric's name a never-matching definition shows.
 SHOWN_LINES = 5
@@ -53,15 +58,36 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def cloudwatch_text(line: str) -> str:
+    """A log line as CloudWatch Logs stores a training job's output: every control character but the line
+    break (C0 and DEL) escaped as `#` plus its three-digit octal code (tab -> `#011`, CR -> `#015`)."""
+    return _CONTROL.sub(lambda m: f"#{ord(m.group()):03o}", line)
+
+
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f]")
+
+
+def _raw_tab_hint(regex: str) -> str:
+    """Why a regex that wants a raw tab finds nothing on SageMaker, or '' when it wants none."""
+    if "\t" not in regex and "\\t" not in regex:
+        return ""
+    return (
+        ": it matches a raw tab (\\t or a literal tab), but SageMaker applies it to the log as CloudWatch stores it, "
+        "where a tab is the text #011; write #011 instead of \\t"
+    )
+
+
 def _mentions(lines: Sequence[str], name: str) -> list[str]:
     wanted = name.lower()
     return [line for line in lines if wanted in line.lower()][:SHOWN_LINES]
 
 
 def match_metrics(definitions: Iterable[tuple[str, str]], lines: Sequence[str]) -> list[MetricMatch]:
-    """Apply each (name, regex) to every log line, as SageMaker does: the first match in a line, its first
-    capture group as the value. A definition fails when its regex does not compile, has no capture group,
-    never matches, or captures something that is not a (finite) number."""
+    """Apply each (name, regex) to every log line as CloudWatch stores it (`cloudwatch_text`), as SageMaker
+    does: the first match in a line, its first capture group as the value. A definition fails when its regex
+    does not compile, has no capture group, never matches, or captures something that is not a (finite)
+    number."""
+    lines = [cloudwatch_text(line) for line in lines]
     out: list[MetricMatch] = []
     for name, regex in definitions:
         match = MetricMatch(name, regex)
@@ -99,7 +125,10 @@ def match_metrics(definitions: Iterable[tuple[str, str]], lines: Sequence[str]) 
                 if mentions
                 else f"; no log line mentions {name!r} (case-insensitive)"
             )
-            match.problem = f"Regex {regex!r} matched no log line, so SageMaker would publish no {name!r}{shown}"
+            match.problem = (
+                f"Regex {regex!r} matched no log line, so SageMaker would publish no {name!r}"
+                f"{_raw_tab_hint(regex)}{shown}"
+            )
     return out
 
 
@@ -107,9 +136,9 @@ def log_lines(result: Any) -> list[str]:
     """The default run's whole log: the spooled file when there is one (`result.logs` may be truncated)."""
     path = getattr(result, "log_path", None)
     if path is not None and Path(path).is_file():
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open(path, encoding="utf-8", errors="replace", newline="\n") as handle:  # a CR is no line break
             return [line.rstrip("\n") for line in handle]
-    return str(result.logs).splitlines()
+    return str(result.logs).split("\n")
 
 
 def _record(sm_contract: Suite, matches: list[MetricMatch]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from pytest_sagemaker_contract.contract.metrics import log_lines, match_metrics, metric_definitions
+from pytest_sagemaker_contract.contract.metrics import cloudwatch_text, log_lines, match_metrics, metric_definitions
 
 LOG = [
     "read train.csv",
@@ -88,3 +88,43 @@ def test_the_full_log_file_wins_over_the_truncated_text(tmp_path: object) -> Non
         "line 2 loss=2",
     ]
     assert log_lines(SimpleNamespace(log_path=None, logs="a\nb")) == ["a", "b"]
+
+
+# -- the log as CloudWatch stores it (contract §10) ---------------------------------------------
+
+XGB_LINE = "[3]\ttrain-auc:0.91\tvalidation-auc:0.875"
+
+
+def test_control_characters_are_escaped_as_cloudwatch_stores_them() -> None:
+    assert cloudwatch_text(XGB_LINE) == "[3]#011train-auc:0.91#011validation-auc:0.875"
+    assert cloudwatch_text("10%\r20%\x1b[0m\x7f") == "10%#01520%#033[0m#177"
+    assert cloudwatch_text("plain text, no controls") == "plain text, no controls"
+
+
+def test_a_regex_written_for_cloudwatch_text_matches() -> None:
+    # The form AWS's own XGBoost container uses (aws/sagemaker-xgboost-container, metrics.py).
+    regex = r".*\[[0-9]+\].*#011validation-auc:([-+]?[0-9]*\.?[0-9]+)"
+    (auc,) = match_metrics([("validation:auc", regex)], [XGB_LINE])
+    assert (auc.problem, auc.values) == (None, [0.875])
+
+
+def test_a_regex_that_needs_a_raw_tab_never_matches_and_says_why() -> None:
+    for regex in (r"\ttrain-auc:([0-9.]+)", "\ttrain-auc:([0-9.]+)"):
+        (auc,) = match_metrics([("train-auc", regex)], [XGB_LINE])
+        assert auc.values == []
+        assert auc.problem is not None
+        assert "matched no log line" in auc.problem
+        assert "a tab is the text #011; write #011 instead of \\t" in auc.problem
+        assert "[3]#011train-auc:0.91" in auc.problem  # the line shown as SageMaker sees it
+
+
+def test_a_carriage_return_is_no_line_break_in_the_spooled_log(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "job.log"
+    path.write_bytes(b"10%\r100% loss=0.5\n")
+    assert log_lines(SimpleNamespace(log_path=path, logs="")) == ["10%\r100% loss=0.5"]
+    (loss,) = match_metrics(
+        [("loss", r"^[0-9]+%#015[0-9]+% loss=([0-9.]+)")], log_lines(SimpleNamespace(log_path=path))
+    )
+    assert loss.values == [0.5]
