@@ -425,6 +425,28 @@ _ENV_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 MAX_RUNTIME_LIMIT = 28 * 86400
 
 
+def _spot_errors(req: Mapping[str, Any]) -> list[str]:
+    """MaxWaitTimeInSeconds belongs to managed spot training, is required there and covers the runtime
+    (the StoppingCondition API reference; contract.md §11)."""
+    stopping = req.get("StoppingCondition") or {}
+    max_wait = stopping.get("MaxWaitTimeInSeconds")
+    runtime = stopping.get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)
+    if not req.get("EnableManagedSpotTraining"):
+        if max_wait is None:
+            return []
+        return [
+            f"StoppingCondition.MaxWaitTimeInSeconds ({max_wait}) is only for managed spot training: "
+            "set EnableManagedSpotTraining to true, or remove MaxWaitTimeInSeconds"
+        ]
+    if max_wait is None or max_wait < runtime:
+        seen = "missing" if max_wait is None else f"{max_wait}"
+        return [
+            f"StoppingCondition.MaxWaitTimeInSeconds: {seen}; with EnableManagedSpotTraining it must be present and "
+            f">= MaxRuntimeInSeconds ({runtime}), since it covers the run and the waits for spot capacity"
+        ]
+    return []
+
+
 def _semantic_errors(req: Mapping[str, Any]) -> list[str]:
     """Limits AWS enforces server-side that the model's shapes do not carry (contract.md §1, §4, §5, §7)."""
     errors: list[str] = []
@@ -441,6 +463,7 @@ def _semantic_errors(req: Mapping[str, Any]) -> list[str]:
         errors.append(
             f"StoppingCondition.MaxRuntimeInSeconds: {runtime} is above the limit {MAX_RUNTIME_LIMIT} (28 days)"
         )
+    errors.extend(_spot_errors(req))
     first: dict[str, int] = {}
     for i, channel in enumerate(req.get("InputDataConfig", [])):
         name = channel["ChannelName"]

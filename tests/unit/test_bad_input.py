@@ -117,6 +117,10 @@ CASES: list[tuple[list[str], str]] = [
     (["--sm-job={tmp}/runtime_1e30.json"], "MaxRuntimeInSeconds: expected an integer, got 1e+30"),
     (["--sm-job={tmp}/runtime_float.json"], "MaxRuntimeInSeconds: expected an integer, got 60.5"),
     (["--sm-job={tmp}/runtime_long.json"], "MaxRuntimeInSeconds: 1000000000000 is above the limit 2419200 (28 days)"),
+    (
+        ["--sm-job={tmp}/spot_wait.json"],
+        "MaxWaitTimeInSeconds: 3600; with EnableManagedSpotTraining it must be present and >= MaxRuntimeInSeconds",
+    ),
     (["--sm-job={tmp}/hp_many.json"], "HyperParameters: 101 entries, the API maximum is 100"),
     (
         [f"--sm-hyperparameter=k{i}=v" for i in range(101)],
@@ -188,6 +192,10 @@ def bad_files(pytester: pytest.Pytester) -> Iterator[Path]:
         "runtime_1e30.json": _job(StoppingCondition={"MaxRuntimeInSeconds": 1e30}),
         "runtime_float.json": _job(StoppingCondition={"MaxRuntimeInSeconds": 60.5}),
         "runtime_long.json": _job(StoppingCondition={"MaxRuntimeInSeconds": 10**12}),
+        "spot_wait.json": _job(
+            EnableManagedSpotTraining=True,
+            StoppingCondition={"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 3600},
+        ),
         "hp_many.json": _job(HyperParameters={f"k{i}": "v" for i in range(101)}),
         "hp_100.json": _job(HyperParameters={f"k{i}": "v" for i in range(100)}),
     }

@@ -207,6 +207,21 @@ INVALID: dict[str, tuple[Callable[[], dict[str, Any]], tuple[str, ...]]] = {
         lambda: request(StoppingCondition={"MaxRuntimeInSeconds": 28 * 86400 + 1}),
         ("MaxRuntimeInSeconds", str(28 * 86400 + 1), str(28 * 86400)),
     ),
+    "max wait below max runtime": (
+        lambda: request(
+            EnableManagedSpotTraining=True,
+            StoppingCondition={"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 3600},
+        ),
+        ("StoppingCondition.MaxWaitTimeInSeconds: 3600", ">= MaxRuntimeInSeconds (7200)"),
+    ),
+    "spot without max wait": (
+        lambda: request(EnableManagedSpotTraining=True),
+        ("MaxWaitTimeInSeconds: missing", "must be present", ">= MaxRuntimeInSeconds (3600)"),
+    ),
+    "max wait without spot": (
+        lambda: request(StoppingCondition={"MaxRuntimeInSeconds": 60, "MaxWaitTimeInSeconds": 3600}),
+        ("MaxWaitTimeInSeconds (3600) is only for managed spot training", "EnableManagedSpotTraining to true"),
+    ),
     "bad input mode enum": (
         lambda: with_algo(TrainingInputMode="Stream"),
         ("TrainingInputMode", "'Stream'", "File", "FastFile", "Pipe"),
@@ -227,6 +242,11 @@ def test_invalid_request_error_names_field_value_and_limit(case: str) -> None:
     for part in expected:
         assert part in message, f"{part!r} missing from: {message}"
     assert "\n" not in message
+
+
+def test_spot_request_with_max_wait_covering_the_runtime_is_valid() -> None:
+    stopping = {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 3600}
+    assert parse_request(request(EnableManagedSpotTraining=True, StoppingCondition=stopping)).max_runtime_s == 3600
 
 
 def test_error_message_stays_one_line_with_newlines_in_values() -> None:
