@@ -114,6 +114,10 @@ class TrainingJobSpec:
     max_runtime_s: int = DEFAULT_MAX_RUNTIME
     checkpoint: CheckpointSpec | None = None
     network_isolation: bool = False
+    #: OutputDataConfig.CompressionType: GZIP packs model.tar.gz, NONE uploads the files as they are (§11).
+    output_compression: str = "GZIP"
+    #: ResourceConfig.VolumeSizeInGB: the ML storage volume /opt/ml lives on (§11); None when not given.
+    volume_size_gb: int | None = None
     role_arn: str = DEFAULT_ROLE_ARN
     not_simulated: tuple[str, ...] = ()
     request: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -415,6 +419,8 @@ def parse_request(
         max_runtime_s=int(stopping.get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)),
         checkpoint=(CheckpointSpec(ckpt["S3Uri"], ckpt.get("LocalPath") or DEFAULT_CHECKPOINT_PATH) if ckpt else None),
         network_isolation=bool(req.get("EnableNetworkIsolation", False)),
+        output_compression=str(req["OutputDataConfig"].get("CompressionType", "GZIP")),
+        volume_size_gb=(req.get("ResourceConfig") or {}).get("VolumeSizeInGB"),
         role_arn=req["RoleArn"],
         not_simulated=tuple(not_simulated),
         request=req,

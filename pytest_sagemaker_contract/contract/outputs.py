@@ -17,14 +17,17 @@ from .suite import Suite, check
 def sm_out_model(sm_contract: Suite) -> None:
     result = sm_contract.require_default()
     uri = result.ModelArtifacts["S3ModelArtifacts"]
-    try:
-        data = result.model_tar()
-    except Exception as exc:
-        sm_contract.fail(f"no model.tar.gz at {uri} ({exc})", result)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        members = tar.getmembers()
-    files = sorted(m.name for m in members if m.isfile())
-    links = sorted(f"{m.name} -> {m.linkname}" for m in members if m.issym())
+    if uri.endswith("/"):  # OutputDataConfig.CompressionType NONE: the files themselves under the prefix (§11)
+        files, links = sorted(o.key.rsplit("/output/model/", 1)[-1] for o in result.s3.objects(uri)), []
+    else:
+        try:
+            data = result.model_tar()
+        except Exception as exc:
+            sm_contract.fail(f"no model.tar.gz at {uri} ({exc})", result)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            members = tar.getmembers()
+        files = sorted(m.name for m in members if m.isfile())
+        links = sorted(f"{m.name} -> {m.linkname}" for m in members if m.issym())
     problem = model_problem(files, expected_model(sm_contract), links)
     if problem:
         sm_contract.fail(f"{uri}: {problem}; write the model files to /opt/ml/model before exiting", result)

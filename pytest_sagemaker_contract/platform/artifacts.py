@@ -28,6 +28,7 @@ __all__ = [
     "merge_roots",
     "modified_inputs",
     "pack_and_upload",
+    "upload_tree",
     "write_archive",
 ]
 
@@ -150,8 +151,10 @@ def pack_and_upload(
     *,
     always: bool = False,
     metadata: Mapping[str, tuple[int, int, int, str, str]] | None = None,
+    compressed: bool = True,
 ) -> Merged:
-    """Merge `roots` into one tar.gz uploaded to `uri`.
+    """Merge `roots` into one tar.gz uploaded to `uri`, or with `compressed` False (OutputDataConfig
+    CompressionType NONE) upload each merged file as an object of its own under the prefix `uri`.
 
     `always` uploads an archive even when it holds no file, as SageMaker uploads model.tar.gz from an
     empty /opt/ml/model; output.tar.gz is only written when it holds files. `metadata` (path on disk ->
@@ -160,6 +163,9 @@ def pack_and_upload(
     (`write_archive`).
     """
     merged = merge_roots(roots)
+    if not compressed:
+        upload_tree(s3, merged, uri)
+        return merged
     if not merged.files and not always:
         return merged
     archive = roots[0].parent / f".{Path(uri).name}"
@@ -168,6 +174,25 @@ def pack_and_upload(
     s3.upload_file(archive, uri)
     archive.unlink()
     return merged
+
+
+def upload_tree(s3: S3Server, merged: Merged, prefix: str) -> int:
+    """Each merged regular file to `<prefix>/<name>`, as SageMaker uploads an uncompressed model; the number
+    uploaded. S3 holds no links or empty directories: those are left out (`merged.links` names the links).
+    Every file is read through `untrusted.open_file` and uploaded from that open descriptor, so no link
+    the image made is followed."""
+    count = 0
+    for _path, name in merged.entries:
+        root, entry = merged.found[name]
+        if entry.kind != FILE:
+            continue
+        try:
+            with untrusted.open_file(root, name) as fh:
+                s3.upload_file(Path(f"/proc/self/fd/{fh.fileno()}"), f"{prefix.rstrip('/')}/{name}")
+        except OSError:  # gone or swapped for something else since the walk: left out
+            continue
+        count += 1
+    return count
 
 
 def fingerprint(path: str) -> tuple[int, int] | None:

@@ -614,7 +614,8 @@ class TrainingJob:
         s3 = self.platform.s3
         spec = self.spec
         base = f"{spec.output_path}/{spec.name}/output"
-        model_uri = f"{base}/model.tar.gz"
+        packed = spec.output_compression != "NONE"  # NONE: the files themselves, under output/model/ (§11)
+        model_uri = f"{base}/model.tar.gz" if packed else f"{base}/model/"
         oom = False
         host_results: list[HostResult] = []
         removals: list[Future[None]] = []
@@ -644,10 +645,12 @@ class TrainingJob:
                 )
             )
         self.secondary_status = "Uploading"
-        model = pack_and_upload(s3, [r.layout.model for r in self._hosts], model_uri, always=True, metadata=self._meta)
-        output_uri: str | None = f"{base}/output.tar.gz"
+        model_roots = [r.layout.model for r in self._hosts]
+        model = pack_and_upload(s3, model_roots, model_uri, always=True, metadata=self._meta, compressed=packed)
+        output_target = f"{base}/output.tar.gz" if packed else f"{base}/data/"
+        output_uri: str | None = output_target
         output = pack_and_upload(
-            s3, [r.layout.output_data for r in self._hosts], f"{base}/output.tar.gz", metadata=self._meta
+            s3, [r.layout.output_data for r in self._hosts], output_target, metadata=self._meta, compressed=packed
         )
         if not output.files:
             output_uri = None

@@ -20,9 +20,9 @@ from typing import Any
 
 from .channels import StagedChannel
 from .logs import TRUNCATION_MARK
-from .s3 import S3Server
+from .s3 import S3Server, parse_s3_uri
 from .signals import ProcessSignals
-from .untrusted import UnsafeName, safe_relative
+from .untrusted import UnsafeName, safe_join, safe_relative
 
 __all__ = [
     "INTERNAL_ERROR_PREFIX",
@@ -206,8 +206,22 @@ class TrainingJobResult:
         return None
 
     def model_tar(self) -> bytes:
-        """model.tar.gz as uploaded to S3."""
-        return self.s3.get_bytes(self.ModelArtifacts["S3ModelArtifacts"])
+        """model.tar.gz as uploaded to S3 (a job with CompressionType NONE has none: `extract_model` reads both)."""
+        uri = self.ModelArtifacts["S3ModelArtifacts"]
+        if uri.endswith("/"):
+            raise FileNotFoundError(
+                f"no model.tar.gz: the model was uploaded uncompressed (CompressionType NONE) to {uri}"
+            )
+        return self.s3.get_bytes(uri)
+
+    def _download_uncompressed(self, uri: str, target: Path) -> Path:
+        """CompressionType NONE: every object under the model prefix, at its name relative to it."""
+        _bucket, prefix = parse_s3_uri(uri)
+        for obj in self.s3.objects(uri):
+            dest = safe_join(target, obj.key[len(prefix) :])
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self.s3.download(obj, dest)
+        return target
 
     def extract_model(self, dest: str | os.PathLike[str]) -> Path:
         """Download model.tar.gz from the platform's S3 and unpack it into `dest`.
@@ -218,6 +232,8 @@ class TrainingJobResult:
         target = Path(dest)
         target.mkdir(parents=True, exist_ok=True)
         uri = self.ModelArtifacts["S3ModelArtifacts"]
+        if uri.endswith("/"):
+            return self._download_uncompressed(uri, target)
         obj = self.s3.head(uri)
         if obj is None:
             raise FileNotFoundError(f"no model.tar.gz at {uri}")
