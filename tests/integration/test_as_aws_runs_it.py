@@ -1,0 +1,90 @@
+"""What a real job's environment holds (contract.md §11), observed from inside real containers.
+
+Each test runs a busybox image on the real engine with the session's real S3 (moto): host names,
+credentials, disk space and uncompressed output as SageMaker gives them, not as a lenient local run would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_sagemaker_contract.jobs import job_name, with_overrides
+from pytest_sagemaker_contract.platform import TrainingJobResult, TrainingPlatform
+from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
+
+from .conftest_helpers import local_platform
+
+IMAGES = Path(__file__).resolve().parents[1] / "images"
+
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
+    with local_platform(tmp_path_factory.mktemp("aws-env"), grace_s=10) as plat:
+        yield plat
+
+
+@pytest.fixture(scope="module")
+def busybox(example_image: Callable[[str | Path], str]) -> str:
+    return example_image(IMAGES / "cluster-probe")
+
+
+def script_spec(image: str, prefix: str, script: str, **overrides: Any) -> TrainingJobSpec:
+    """A job whose entrypoint is `sh -c script`; `request` (a callable) edits the request before parsing."""
+    edit = overrides.pop("request", None)
+    req = with_overrides(None, name=job_name(prefix), image=image, entrypoint=["/bin/sh", "-c", script], **overrides)
+    if edit is not None:
+        edit(req)
+    return parse_request(req)
+
+
+def tagged(result: TrainingJobResult, tag: str) -> list[str]:
+    return [line.split(" ", 1)[1] if " " in line else "" for line in result.logs.splitlines() if line.startswith(tag)]
+
+
+# -- OutputDataConfig.CompressionType NONE --------------------------------------------------------------
+
+WRITE_OUTPUTS = (
+    "mkdir -p /opt/ml/model/sub && echo w > /opt/ml/model/sub/weights.bin && echo m > /opt/ml/model/meta.json"
+    " && ln -s /etc/passwd /opt/ml/model/leak && echo o > /opt/ml/output/data/metrics.csv"
+)
+
+
+def _uncompressed(req: dict[str, Any]) -> None:
+    req["OutputDataConfig"]["CompressionType"] = "NONE"
+
+
+def test_compression_none_uploads_the_files_themselves(
+    platform: TrainingPlatform, busybox: str, tmp_path: Path
+) -> None:
+    spec = script_spec(busybox, "uncompressed", WRITE_OUTPUTS, request=_uncompressed)
+    result = platform.run(spec, timeout=60)
+    assert result.TrainingJobStatus == "Completed", result.log_tail()
+    base = f"{spec.output_path}/{spec.name}/output"
+    assert result.ModelArtifacts["S3ModelArtifacts"] == f"{base}/model/"
+    bucket_base = base.split("/", 3)[3]
+    keys = sorted(obj.key for obj in platform.s3.objects(f"{base}/"))
+    assert keys == [
+        f"{bucket_base}/data/metrics.csv",
+        f"{bucket_base}/model/meta.json",
+        f"{bucket_base}/model/sub/weights.bin",
+    ]  # no model.tar.gz, no output.tar.gz, and the link to a host file was never followed
+    assert result.output_data_uri == f"{base}/data/"
+    with pytest.raises(FileNotFoundError, match="uncompressed"):
+        result.model_tar()
+    out = result.extract_model(tmp_path / "model")
+    assert (out / "sub" / "weights.bin").read_text() == "w\n"
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "sub"]
+
+
+def test_gzip_is_still_the_default(platform: TrainingPlatform, busybox: str) -> None:
+    spec = script_spec(busybox, "compressed", WRITE_OUTPUTS)
+    result = platform.run(spec, timeout=60)
+    assert result.TrainingJobStatus == "Completed", result.log_tail()
+    assert result.ModelArtifacts["S3ModelArtifacts"].endswith("/output/model.tar.gz")
+    assert result.model_tar()[:2] == b"\x1f\x8b"
