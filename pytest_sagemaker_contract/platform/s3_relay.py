@@ -11,6 +11,11 @@ any other. Only the Docker API is used: whatever engine runs the job can run the
 
 Everything that moves bytes in the sidecar is `dd` (read/write): busybox `cat` copies with sendfile,
 which, reading from a TCP socket into a FIFO, held a request back until more bytes came.
+
+Any container on those networks can connect, so the relay is bounded: at most `max_connections` at once
+(the sidecar closes further connections at once, and this side refuses any it still announces), two
+threads each here, and a connection that moves no byte either way for `idle_s` seconds is closed, as S3
+closes an idle one.
 """
 
 from __future__ import annotations
@@ -18,22 +23,27 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
+import struct
 import tarfile
 import threading
+import time
 from collections.abc import Mapping
-from typing import cast
 
-from docker.utils.socket import next_frame_header, read_exactly
+from .engine import Engine, EngineError
 
-from .engine import LABEL, Engine, EngineError
-
-__all__ = ["RELAY_PORT", "S3Relay"]
+__all__ = ["IDLE_S", "MAX_CONNECTIONS", "RELAY_PORT", "S3Relay"]
 
 RELAY_PORT = 9000
+#: Connections served at once; more are closed as they come.
+MAX_CONNECTIONS = 32
+#: A connection that moves no byte for this long is closed (S3 drops an idle connection after about 20 s).
+IDLE_S = 60.0
 _CHUNK = 1 << 16
 _OPEN = "sm-relay-open "
 #: One connection, inside the sidecar: request bytes go up a FIFO to the exec, answers come down another.
+#: Two FIFOs per open connection in /run: beyond the limit, the connection is closed before any is made.
 _CONNECTION = f"""exec 3<&0
+[ "$(/bin/busybox ls /run | /bin/busybox wc -l)" -ge {{fifos}} ] && exit 0
 d=/run/c$$
 /bin/busybox mkfifo "$d.up" "$d.down"
 echo "{_OPEN}$$ $(/bin/busybox cat /proc/sys/kernel/random/uuid)" >&2
@@ -55,7 +65,17 @@ _PUMP = (
 class S3Relay:
     """One sidecar per platform, joined to each job network that needs it; `endpoint(network)` for a job."""
 
-    def __init__(self, engine: Engine, image: str, target: tuple[str, int], name: str, labels: Mapping[str, str]):
+    def __init__(
+        self,
+        engine: Engine,
+        image: str,
+        target: tuple[str, int],
+        name: str,
+        labels: Mapping[str, str],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_s: float = IDLE_S,
+    ):
         self.engine = engine
         self.image = image
         self.target = target
@@ -65,27 +85,35 @@ class S3Relay:
         self._lock = threading.Lock()
         self._networks: set[str] = set()
         self._closed = threading.Event()
+        self.max_connections = max_connections
+        self.idle_s = idle_s
+        self._slots = threading.BoundedSemaphore(max_connections)
+        #: Connections refused here (over the limit when announced) and closed for idling, for the report.
+        self._count_lock = threading.Lock()
+        self.refused = 0
+        self.idle_closed = 0
+        #: Connections being served now, and the most at once.
+        self.active = 0
+        self.peak = 0
 
     def start(self) -> S3Relay:
         """Create and start the sidecar on the default bridge, follow its connections. Raises EngineError."""
-        api = self.engine.api
         try:
-            created = api.create_container(
+            self.container_id = self.engine.create_utility(
                 self.image,
                 command=["/bin/busybox", "nc", "-ll", "-p", str(RELAY_PORT), "-e", "/bin/busybox", "sh", "/relay/conn"],
                 name=self.name,
-                labels={LABEL: "1", **self.engine.default_labels, **self.labels},
-                host_config=api.create_host_config(tmpfs={"/run": "mode=0700"}),
+                labels=self.labels,
+                tmpfs={"/run": "mode=0700"},
             )
-            self.container_id = str(created["Id"])
-            script = _CONNECTION.encode()
+            data = _CONNECTION.replace("{fifos}", str(2 * self.max_connections)).encode()
             archive = io.BytesIO()
             with tarfile.open(fileobj=archive, mode="w") as tar:
                 info = tarfile.TarInfo("relay/conn")
-                info.size, info.mode = len(script), 0o755
-                tar.addfile(info, io.BytesIO(script))
-            api.put_archive(self.container_id, "/", archive.getvalue())
-            api.start(self.container_id)
+                info.size, info.mode = len(data), 0o755
+                tar.addfile(info, io.BytesIO(data))
+            self.engine.put_archive(self.container_id, "/", archive.getvalue())
+            self.engine.start_or_raise(self.container_id)
         except Exception as exc:
             self.close()
             raise EngineError(f"the S3 relay could not start on the engine: {exc}") from None
@@ -96,12 +124,11 @@ class S3Relay:
         """The URL containers on `network` (None: the default bridge) reach this session's S3 at."""
         assert self.container_id is not None
         name = network or "bridge"
-        api = self.engine.api
         with self._lock:
             if name not in self._networks and name != "bridge":
-                api.connect_container_to_network(self.container_id, name)
+                self.engine.connect(self.container_id, name)
                 self._networks.add(name)
-            networks = api.inspect_container(self.container_id)["NetworkSettings"]["Networks"]
+            networks = self.engine.inspect_container(self.container_id)["NetworkSettings"]["Networks"]
         address = (networks.get(name) or {}).get("IPAddress")
         if not address:
             raise EngineError(f"the S3 relay has no address on network {name}")
@@ -113,7 +140,7 @@ class S3Relay:
             if network in self._networks and self.container_id is not None:
                 self._networks.discard(network)
                 with contextlib.suppress(Exception):
-                    self.engine.api.disconnect_container_from_network(self.container_id, network, force=True)
+                    self.engine.disconnect(self.container_id, network)
 
     def close(self) -> None:
         self._closed.set()
@@ -131,7 +158,7 @@ class S3Relay:
         while not self._closed.is_set() and self.container_id is not None:
             pending = b""
             try:
-                stream = self.engine.api.logs(self.container_id, stream=True, follow=True, stdout=False, stderr=True)
+                stream = self.engine.follow_stderr(self.container_id)
                 for chunk in stream:
                     pending += chunk
                     *lines, pending = pending.split(b"\n")
@@ -141,6 +168,12 @@ class S3Relay:
                             continue
                         seen.add(text)
                         ident = text.removeprefix(_OPEN).split()[0]
+                        if not self._slots.acquire(blocking=False):
+                            self._refuse(ident)
+                            continue
+                        with self._count_lock:
+                            self.active += 1
+                            self.peak = max(self.peak, self.active)
                         threading.Thread(
                             target=self._serve, args=(ident,), name="sm-s3-relay-conn", daemon=True
                         ).start()
@@ -151,34 +184,35 @@ class S3Relay:
             self._closed.wait(0.2)
 
     def _alive(self) -> bool:
-        try:
-            return bool(self.engine.api.inspect_container(self.container_id)["State"]["Running"])
-        except Exception:
-            return False
+        return self.container_id is not None and self.engine.is_running(self.container_id)
+
+    def _refuse(self, ident: str) -> None:
+        """Close an announced connection over the limit: its answers' FIFO opened and closed empty ends it."""
+        self.refused += 1
+        with contextlib.suppress(Exception):
+            assert self.container_id is not None
+            self.engine.exec_detached(
+                self.container_id, ["/bin/busybox", "sh", "-c", ': > "/run/c$1.down"', "refuse", ident]
+            )
 
     def _serve(self, ident: str) -> None:
-        api = self.engine.api
         sock: socket.socket | None = None
         upstream: socket.socket | None = None
         try:
             assert self.container_id is not None
-            created = api.exec_create(
-                self.container_id, ["/bin/busybox", "sh", "-c", _PUMP, "pump", ident], stdin=True, stdout=True
+            _exec_id, sock = self.engine.exec_socket(
+                self.container_id, ["/bin/busybox", "sh", "-c", _PUMP, "pump", ident], stdout=True
             )
-            hijacked = api.exec_start(created["Id"], socket=True)
-            sock = cast(socket.socket, getattr(hijacked, "_sock", hijacked))
             sock.sendall(b"\n")
-            upstream = socket.create_connection(self.target)
-            answers = threading.Thread(target=_copy_down, args=(upstream, sock), daemon=True)
+            upstream = socket.create_connection(self.target, timeout=self.idle_s)
+            link = _Link(sock, upstream, self.idle_s, self._closed)
+            answers = threading.Thread(target=link.copy_down, name="sm-s3-relay-down", daemon=True)
             answers.start()
-            while not self._closed.is_set():
-                _stream, size = next_frame_header(sock)
-                if size <= 0:
-                    break
-                upstream.sendall(read_exactly(sock, size))
-            with contextlib.suppress(OSError):
-                upstream.shutdown(socket.SHUT_WR)
-            answers.join(30)
+            link.copy_up()
+            answers.join()
+            if link.idled:
+                with self._count_lock:
+                    self.idle_closed += 1
         except Exception:
             pass
         finally:
@@ -186,12 +220,74 @@ class S3Relay:
                 if end is not None:
                     with contextlib.suppress(OSError):
                         end.close()
+            with self._count_lock:
+                self.active -= 1
+            self._slots.release()
 
 
-def _copy_down(upstream: socket.socket, sock: socket.socket) -> None:
-    """moto's answers into the exec's stdin; its end is the connection's end for the container."""
-    with contextlib.suppress(OSError):
-        while data := upstream.recv(_CHUNK):
-            sock.sendall(data)
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_WR)
+class _Link:
+    """One relayed connection's two directions, sharing when a byte last moved (for the idle limit)."""
+
+    def __init__(self, sock: socket.socket, upstream: socket.socket, idle_s: float, closed: threading.Event) -> None:
+        self.sock = sock
+        self.upstream = upstream
+        self.idle_s = idle_s
+        self.closed = closed
+        self.last = time.monotonic()
+        self.idled = False
+        self.poll_s = min(idle_s, 5.0)
+        sock.settimeout(self.poll_s)
+        upstream.settimeout(self.poll_s)
+
+    def _recv(self, end: socket.socket, size: int) -> bytes:
+        """Up to `size` bytes from `end`; b"" at its end, when the connection idled or the relay closed."""
+        while not self.closed.is_set():
+            try:
+                data = end.recv(size)
+            except TimeoutError:
+                if time.monotonic() - self.last >= self.idle_s:
+                    self.idled = True
+                    return b""
+                continue
+            self.last = time.monotonic()
+            return data
+        return b""
+
+    def _exactly(self, size: int) -> bytes | None:
+        data = b""
+        while len(data) < size:
+            part = self._recv(self.sock, size - len(data))
+            if not part:
+                return None
+            data += part
+        return data
+
+    def copy_up(self) -> None:
+        """The container's request bytes (the exec's multiplexed stdout frames) to moto."""
+        with contextlib.suppress(OSError):
+            while (header := self._exactly(8)) is not None:
+                size = struct.unpack(">BxxxL", header)[1]
+                payload = self._exactly(size) if size else b""
+                if not payload:
+                    break
+                self.upstream.sendall(payload)
+        if self.idled or self.closed.is_set():
+            self._end()
+        with contextlib.suppress(OSError):
+            self.upstream.shutdown(socket.SHUT_WR)
+
+    def copy_down(self) -> None:
+        """moto's answers into the exec's stdin; its end is the connection's end for the container."""
+        with contextlib.suppress(OSError):
+            while data := self._recv(self.upstream, _CHUNK):
+                self.sock.sendall(data)
+        if self.idled:
+            self._end()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+
+    def _end(self) -> None:
+        """Idle (or the relay closing): both ends shut, so the other direction's wait ends too."""
+        for end in (self.sock, self.upstream):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
