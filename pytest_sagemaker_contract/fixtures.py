@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .api import ApiServer
 from .jobs import OVERRIDE_KEYWORDS, RequestOverrides, job_name, with_overrides
 from .platform import TrainingJob, TrainingJobResult, TrainingPlatform
 from .session import SageMakerSession, session_of, suite_image
@@ -26,6 +27,7 @@ __all__ = [
     "JobRequest",
     "TrainingJobFactory",
     "marker_defaults",
+    "sagemaker_api",
     "sagemaker_platform",
     "sagemaker_s3",
     "sm_image",
@@ -195,6 +197,15 @@ def sagemaker_platform(pytestconfig: pytest.Config) -> TrainingPlatform:
 def sagemaker_s3(sagemaker_platform: TrainingPlatform) -> Any:
     """A boto3 S3 client bound to the platform's moto server: seed channels, inspect artifacts."""
     return sagemaker_platform.s3.client()
+
+
+@pytest.fixture(scope="session")
+def sagemaker_api(sagemaker_platform: TrainingPlatform) -> Iterator[ApiServer]:
+    """The SageMaker training API (with S3, CloudWatch Logs and STS) served over the session's platform, for
+    your own boto3 / AWS CLI / SageMaker SDK code: `.endpoints`, `.env()` for a subprocess, `.client(name)`,
+    and `.result(job_name)` for the platform's full result of a job your code created."""
+    with ApiServer(sagemaker_platform) as api:
+        yield api
 
 
 @pytest.fixture

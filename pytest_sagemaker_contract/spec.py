@@ -37,6 +37,7 @@ __all__ = [
     "load_request",
     "parse_request",
     "training_instance_types",
+    "validate_input",
     "validate_request",
 ]
 
@@ -253,6 +254,24 @@ def validate_request(request: Mapping[str, Any]) -> list[str]:
     errors: list[str] = []
     _check(_request_shape(), request, "CreateTrainingJobRequest", errors)
     return [e.replace("CreateTrainingJobRequest.", "", 1).replace("CreateTrainingJobRequest: ", "", 1) for e in errors]
+
+
+@lru_cache(maxsize=8)
+def _input_shape(service: str, operation: str) -> Any:
+    import botocore.session  # lazy: as in _request_shape
+
+    return botocore.session.get_session().get_service_model(service).operation_model(operation).input_shape
+
+
+def validate_input(service: str, operation: str, params: Mapping[str, Any]) -> list[str]:
+    """Every way `params` break the input of `service`'s `operation` in botocore's model, one line each
+    (the same rules as `validate_request`, for any operation the served API answers)."""
+    shape = _input_shape(service, operation)
+    if shape is None:
+        return [f"{operation} takes no parameters"] if params else []
+    errors: list[str] = []
+    _check(shape, params, shape.name, errors)
+    return [e.replace(f"{shape.name}.", "", 1).replace(f"{shape.name}: ", "", 1) for e in errors]
 
 
 # --------------------------------------------------------------------------------------------

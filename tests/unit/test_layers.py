@@ -12,7 +12,7 @@ import pytest_sagemaker_contract
 PACKAGE = Path(pytest_sagemaker_contract.__file__).parent
 NAME = "pytest_sagemaker_contract"
 #: The layer that must run without pytest: the local training platform and what it builds on.
-PLATFORM_LAYER = ("platform", "spec", "errors", "jobs", "diagnosis", "image_facts")
+PLATFORM_LAYER = ("platform", "spec", "errors", "jobs", "diagnosis", "image_facts", "api")
 
 
 def _module_name(path: Path) -> str:
