@@ -1,7 +1,9 @@
-"""Building CreateTrainingJob requests from a base request plus overrides in SageMaker's own terms.
+"""The request planner: CreateTrainingJob requests from a base request plus overrides in SageMaker's own terms.
 
-`JobOverrides` is the one list of override keywords: the `training_job(...)` factory takes them,
-`@pytest.mark.sagemaker_job(...)` is validated against them, and README's table is tested against them.
+Every default a request gets (role, instance type, output path, runtime) and every S3 URI the plugin
+generates is written here once; `spec.py` and the plugin read them from here. `JobOverrides` is the one
+list of override keywords: the `training_job(...)` factory takes them, `@pytest.mark.sagemaker_job(...)`
+is validated against them, and README's table is tested against them.
 """
 
 from __future__ import annotations
@@ -13,20 +15,36 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from .spec import DEFAULT_ROLE_ARN
-
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = [
     "CHANNEL_BUCKET",
+    "DEFAULT_INSTANCE_TYPE",
+    "DEFAULT_MAX_RUNTIME",
+    "DEFAULT_OUTPUT_PATH",
+    "DEFAULT_ROLE_ARN",
     "OVERRIDE_KEYWORDS",
     "JobOverrides",
     "RequestOverrides",
     "default_request",
+    "instance_type_of",
     "job_name",
+    "local_channel_uri",
+    "session_uri",
     "with_overrides",
 ]
+
+#: The role a request without RoleArn gets (the local platform assumes nothing with it).
+DEFAULT_ROLE_ARN = "arn:aws:iam::123456789012:role/SageMakerContractTestRole"
+#: ResourceConfig.InstanceType when neither the request nor an option sets one.
+DEFAULT_INSTANCE_TYPE = "ml.m5.large"
+#: StoppingCondition.MaxRuntimeInSeconds when the request sets none (SageMaker's default, one day).
+DEFAULT_MAX_RUNTIME = 86400
+#: The bucket generated channel, checkpoint and output URIs live in (in the platform's own moto S3).
+CHANNEL_BUCKET = "sagemaker-contract"
+#: OutputDataConfig.S3OutputPath when the request sets none.
+DEFAULT_OUTPUT_PATH = f"s3://{CHANNEL_BUCKET}/output"
 
 
 class _Base(TypedDict, total=False):
@@ -69,9 +87,6 @@ class JobOverrides(_Base, RequestOverrides, total=False):
 #: The override keywords, in declaration order.
 OVERRIDE_KEYWORDS: tuple[str, ...] = tuple(JobOverrides.__annotations__)
 
-#: The bucket generated channel and output URIs live in (in the platform's own moto S3).
-CHANNEL_BUCKET = "sagemaker-contract"
-
 
 def job_name(prefix: str) -> str:
     """A valid, unique TrainingJobName (≤ 63 chars of [a-zA-Z0-9-])."""
@@ -86,9 +101,9 @@ def default_request(name: str) -> dict[str, Any]:
         "TrainingJobName": name,
         "RoleArn": DEFAULT_ROLE_ARN,
         "AlgorithmSpecification": {"TrainingInputMode": "File"},
-        "OutputDataConfig": {"S3OutputPath": f"s3://{CHANNEL_BUCKET}/output"},
-        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 86400},
+        "OutputDataConfig": {"S3OutputPath": DEFAULT_OUTPUT_PATH},
+        "ResourceConfig": {"InstanceType": DEFAULT_INSTANCE_TYPE, "InstanceCount": 1, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": DEFAULT_MAX_RUNTIME},
     }
 
 
@@ -154,11 +169,11 @@ def with_overrides(
         req["HyperParameters"] = {**req.get("HyperParameters", {}), **hyperparameters}
     if environment:
         req["Environment"] = {**req.get("Environment", {}), **environment}
-    req.setdefault("OutputDataConfig", {"S3OutputPath": f"s3://{CHANNEL_BUCKET}/output"})
-    resource = req.setdefault("ResourceConfig", {"InstanceType": "ml.m5.large", "InstanceCount": 1})
+    req.setdefault("OutputDataConfig", {"S3OutputPath": DEFAULT_OUTPUT_PATH})
+    resource = req.setdefault("ResourceConfig", {"InstanceType": DEFAULT_INSTANCE_TYPE, "InstanceCount": 1})
     if instance_type is not None or instance_count is not None:
         resource.pop("InstanceGroups", None)
-        resource.setdefault("InstanceType", "ml.m5.large")
+        resource.setdefault("InstanceType", DEFAULT_INSTANCE_TYPE)
         resource.setdefault("InstanceCount", 1)
     if instance_type is not None:
         resource["InstanceType"] = instance_type
@@ -185,6 +200,23 @@ def with_overrides(
     return req
 
 
+def instance_type_of(request: Mapping[str, Any] | None, override: str | None = None) -> str:
+    """The instance type a job of `request` runs on: `override` (a test's or --sm-instance-type), else the
+    request's InstanceType, else its first instance group's, else DEFAULT_INSTANCE_TYPE (as `with_overrides`
+    and `parse_request` build it)."""
+    if override:
+        return override
+    resource = (request or {}).get("ResourceConfig") or {}
+    groups = resource.get("InstanceGroups") or []
+    group_type = groups[0].get("InstanceType") if groups else None
+    return str(resource.get("InstanceType") or group_type or DEFAULT_INSTANCE_TYPE)
+
+
+def session_uri(run_id: str, *parts: str) -> str:
+    """An S3 URI of the session's own (in CHANNEL_BUCKET, under its run id): e.g. a generated checkpoint URI."""
+    return "/".join((f"s3://{CHANNEL_BUCKET}", run_id, *parts))
+
+
 def local_channel_uri(run_id: str, name: str) -> str:
     """The S3 URI a local channel without one of its own stands in for (uploaded there only when needed)."""
-    return f"s3://{CHANNEL_BUCKET}/{run_id}/channels/{name}/"
+    return session_uri(run_id, "channels", name) + "/"

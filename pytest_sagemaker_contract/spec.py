@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PlatformError
+from .jobs import DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_RUNTIME, DEFAULT_OUTPUT_PATH, DEFAULT_ROLE_ARN
 
 __all__ = [
     "DEFAULT_ROLE_ARN",
@@ -41,9 +42,6 @@ __all__ = [
     "validate_request",
 ]
 
-DEFAULT_ROLE_ARN = "arn:aws:iam::123456789012:role/SageMakerContractTestRole"
-DEFAULT_INSTANCE_TYPE = "ml.m5.large"
-DEFAULT_MAX_RUNTIME = 86400
 DEFAULT_CHECKPOINT_PATH = "/opt/ml/checkpoints"
 
 #: Top-level request fields the local platform acts on; every other valid field is accepted and
@@ -108,7 +106,7 @@ class TrainingJobSpec:
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
     environment: Mapping[str, str] = field(default_factory=dict)
     channels: tuple[ChannelSpec, ...] = ()
-    output_path: str = "s3://sagemaker-contract/output"
+    output_path: str = DEFAULT_OUTPUT_PATH
     instance_groups: tuple[InstanceGroupSpec, ...] = (
         InstanceGroupSpec("homogeneousCluster", DEFAULT_INSTANCE_TYPE, 1),
     )

@@ -4,7 +4,8 @@ The home of a clause is one module, imported here in suite order (importing regi
 `image.py` (static image checks), `invocation.py` (the request shapes), `outputs.py` (the model and
 output archives), `metrics.py` (MetricDefinitions read from the log), `stopping.py` (SIGTERM,
 MaxRuntime, checkpoints), `cluster.py` (input modes, hosts, isolation), `gpu.py` (GPU visibility).
-`suite.py` holds the registry, the nodes and `sm_contract`.
+`suite.py` holds the registry, the nodes, `sm_contract` (a `CheckContext` per check) and the per-session
+`ImageContext` per image. All of it is internal: the stable API is `pytest_sagemaker_contract.__all__`.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from .suite import (
     CHECKS,
     NOTE_KEY,
     Check,
+    CheckContext,
     CheckNote,
-    ContractContext,
     ContractItem,
     ContractModule,
+    ImageContext,
     SageMakerContractWarning,
-    Suite,
     check,
     sm_contract,
 )
@@ -42,12 +43,12 @@ __all__ = [
     "CHECKS",
     "NOTE_KEY",
     "Check",
+    "CheckContext",
     "CheckNote",
-    "ContractContext",
     "ContractItem",
     "ContractModule",
+    "ImageContext",
     "SageMakerContractWarning",
-    "Suite",
     "check",
     "cluster",
     "gpu",

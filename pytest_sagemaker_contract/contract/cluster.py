@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .suite import Suite, check
+from ..jobs import JobOverrides
+from .suite import CheckContext, check
 
 
 def _declared_modes(request: dict[str, Any]) -> list[str]:
@@ -28,7 +29,7 @@ def _with_mode(request: dict[str, Any], mode: str) -> dict[str, Any]:
     "§3 input modes: File, FastFile (read-only), Pipe (FIFOs <channel>_N)",
     "the image trains with every input mode its job declares (or --sm-input-modes)",
 )
-def sm_data_modes(sm_contract: Suite) -> None:
+def sm_data_modes(sm_contract: CheckContext) -> None:
     settings = sm_contract.settings
     base = settings.job_request or {}
     if not base.get("InputDataConfig") and not settings.channels:
@@ -47,10 +48,10 @@ def sm_data_modes(sm_contract: Suite) -> None:
         if not modes:
             sm_contract.skip(f"Pipe: {why}")
     done = []
-    runs: list[dict[str, Any]] = []
+    runs: list[JobOverrides] = []
     for mode in modes:
         job = _with_mode(base, mode) if base else None
-        overrides: dict[str, Any] = {"input_mode": mode}
+        overrides: JobOverrides = {"input_mode": mode}
         if job is not None:
             overrides["job"] = job
         runs.append(overrides)
@@ -76,7 +77,7 @@ def sm_data_modes(sm_contract: Suite) -> None:
     "§7 hosts algo-1..N: per-host resourceconfig, names resolvable, model dirs merged",
     "the image trains on N hosts and its hosts' model files don't clash in the merged model.tar.gz",
 )
-def sm_hosts_multi(sm_contract: Suite) -> None:
+def sm_hosts_multi(sm_contract: CheckContext) -> None:
     settings = sm_contract.settings
     resource = (settings.job_request or {}).get("ResourceConfig") or {}
     job_count = int(resource.get("InstanceCount", 1)) if not resource.get("InstanceGroups") else 0
@@ -88,7 +89,7 @@ def sm_hosts_multi(sm_contract: Suite) -> None:
             "a single-host job; pass --sm-instance-count 2 (or more) to train on several hosts", structural=True
         )
     sm_contract.depends_on_default()
-    overrides: dict[str, Any] = (
+    overrides: JobOverrides = (
         {} if resource.get("InstanceGroups") and not settings.instance_count else {"instance_count": count}
     )
     result = sm_contract.run(**overrides)
@@ -115,7 +116,7 @@ def sm_hosts_multi(sm_contract: Suite) -> None:
     "§9 EnableNetworkIsolation: no traffic in or out, not even S3; no AWS credentials inside",
     "the image trains with network isolation on (skipped with --sm-allow-network)",
 )
-def sm_net_isolation(sm_contract: Suite) -> None:
+def sm_net_isolation(sm_contract: CheckContext) -> None:
     if sm_contract.settings.allow_network:
         sm_contract.skip("--sm-allow-network: the job needs the network, so it cannot run isolated", structural=True)
     sm_contract.depends_on_default()

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any
+from collections.abc import Mapping
 
 from ..gpu_support import plan_skip_reason, session_detection
+from ..platform import TrainingJob
 from ..platform.gpu import GpuPlan, gpu_plan, parse_smi_list
-from .suite import Suite, check
+from .suite import CheckContext, check
 
 #: PID 1 of the probe container: exits at once on SIGTERM so the stop costs no grace period.
 _SLEEPER = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
@@ -25,7 +26,7 @@ def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:]) or "(no output)"
 
 
-def _exec(job: Any, cmd: list[str]) -> tuple[int, str]:
+def _exec(job: TrainingJob, cmd: list[str]) -> tuple[int, str]:
     """`docker exec`; an exec the runtime cannot start is exit code 127 with the engine's words."""
     try:
         code, output = job.exec(cmd)
@@ -39,12 +40,12 @@ def _exec(job: Any, cmd: list[str]) -> tuple[int, str]:
     "§8 GPU: every GPU of the instance is visible as /dev/nvidia<N> (and to nvidia-smi -L)",
     "a container of the image on a GPU instance type sees each of its GPUs as /dev/nvidia<N> and in nvidia-smi -L",
 )
-def sm_gpu_visible(sm_contract: Suite) -> None:
+def sm_gpu_visible(sm_contract: CheckContext) -> None:
     settings = sm_contract.settings
     config = sm_contract.item.config
     detection = session_detection(config)
     facts = sm_contract.facts()
-    instance_type = sm_contract.factory(sm_contract.image, name="sm-contract-gpu").spec.instance_type
+    instance_type = sm_contract.session.instance_type()
     plan = gpu_plan(instance_type, settings.gpus, detection)
     control = plan.mode == "none" and plan.count > 0
     reason = plan_skip_reason(plan, detection)
@@ -74,7 +75,7 @@ def sm_gpu_visible(sm_contract: Suite) -> None:
     sm_contract.says(f"{instance_type}: {how}; {findings}{note}")
 
 
-def _look(sm_contract: Suite, job: Any, plan: GpuPlan, env: Any, shell: bool) -> str:
+def _look(sm_contract: CheckContext, job: TrainingJob, plan: GpuPlan, env: Mapping[str, str], shell: bool) -> str:
     """Count the nodes, ask nvidia-smi, run the probe; fail on the first disagreement, else a summary."""
     code, listing = _exec(job, ["sh", "-c", "ls /dev"] if shell else ["ls", "/dev"])
     if code != 0:
@@ -99,7 +100,7 @@ def _look(sm_contract: Suite, job: Any, plan: GpuPlan, env: Any, shell: bool) ->
     return "; ".join(found)
 
 
-def _nodes_message(plan: GpuPlan, nodes: list[str], env: Any) -> str:
+def _nodes_message(plan: GpuPlan, nodes: list[str], env: Mapping[str, str]) -> str:
     seen = f"{len(nodes)} /dev/nvidia<N> node(s) ({', '.join(nodes) or 'none'})"
     expected = f"{plan.instance_type} has {plan.count} GPU(s) and the platform gave {plan.given} ({plan.mode})"
     visible = dict(env or {}).get("NVIDIA_VISIBLE_DEVICES")
@@ -122,7 +123,7 @@ def _nodes_message(plan: GpuPlan, nodes: list[str], env: Any) -> str:
     return f"the container sees {seen}, but {expected}: {fix}"
 
 
-def _smi(sm_contract: Suite, job: Any, plan: GpuPlan, shell: bool) -> str:
+def _smi(sm_contract: CheckContext, job: TrainingJob, plan: GpuPlan, shell: bool) -> str:
     """nvidia-smi -L from PATH, else the mounted driver's (devices mode); its GPU count must be plan.given."""
     argv: list[str] | None = None
     if shell:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..image_facts import STATIC_CHECKS, CheckOutcome
-from .suite import Suite, check, warn
+from .suite import CheckContext, check, warn
 
 _CLAUSES = {
     "SM-IMG-EXEC-FORM": (
@@ -26,7 +26,7 @@ _CLAUSES = {
 }
 
 
-def _verdict(sm_contract: Suite, outcome: CheckOutcome) -> None:
+def _verdict(sm_contract: CheckContext, outcome: CheckOutcome) -> None:
     warn(sm_contract.item, outcome.warnings)
     if outcome.outcome == "failed":
         sm_contract.fail(outcome.message)
@@ -38,7 +38,7 @@ def _verdict(sm_contract: Suite, outcome: CheckOutcome) -> None:
 def _static(check_id: str) -> None:
     clause, summary = _CLAUSES[check_id]
 
-    def run_static(sm_contract: Suite) -> None:
+    def run_static(sm_contract: CheckContext) -> None:
         _verdict(sm_contract, STATIC_CHECKS[check_id](sm_contract.facts()))
 
     run_static.__name__ = run_static.__qualname__ = check_id.lower().replace("-", "_")

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import fnmatch
 import shlex
-from typing import Any
 
+from ..jobs import JobOverrides, session_uri
+from ..platform import TrainingJobResult
 from ..platform.instances import engine_capacity, resource_plan
-from .suite import Suite, check, external_script, invocation_for
+from .suite import CheckContext, check, external_script, invocation_for
 
 SCRIPT_CHANNEL = "entrypoint"
 SCRIPT_NAME = "custom_entrypoint.sh"
 
 
-def expected_model(sm_contract: Suite) -> list[str]:
+def expected_model(sm_contract: CheckContext) -> list[str]:
     return list(sm_contract.settings.expect_model)
 
 
@@ -42,7 +43,9 @@ def model_problem(files: list[str], globs: list[str], links: list[str] | None = 
     return None
 
 
-def _run_shape(sm_contract: Suite, shape: str, **invocation: Any) -> None:
+def _run_shape(sm_contract: CheckContext, shape: str, invocation: JobOverrides) -> None:
+    """Run one request shape (the job file's own ContainerEntrypoint/ContainerArguments dropped first)."""
+    invocation["keep_invocation"] = False
     result = sm_contract.run(**invocation)
     if result.TrainingJobStatus != "Completed" and invocation.get("entrypoint") and not invocation.get("arguments"):
         _fail_if_train_argument_needed(sm_contract, shape, result)
@@ -52,7 +55,7 @@ def _run_shape(sm_contract: Suite, shape: str, **invocation: Any) -> None:
         sm_contract.fail(f"{shape}: Completed but {problem}; write the model to /opt/ml/model", result)
 
 
-def _fail_if_train_argument_needed(sm_contract: Suite, shape: str, result: Any) -> None:
+def _fail_if_train_argument_needed(sm_contract: CheckContext, shape: str, result: TrainingJobResult) -> None:
     """ContainerEntrypoint alone failed: if `docker run IMAGE train` completed, the difference is the argument."""
     sm_contract.fail_on_engine_fault(result)
     if sm_contract.default_run().TrainingJobStatus != "Completed":
@@ -68,23 +71,15 @@ def _fail_if_train_argument_needed(sm_contract: Suite, shape: str, result: Any) 
     )
 
 
-def _resource_note(sm_contract: Suite) -> str:
+def _resource_note(sm_contract: CheckContext) -> str:
     """Why the containers' CPU and memory limits differ from the instance type's (capped at this host, off)."""
     platform = sm_contract.platform
     if not platform.resource_limits:
         return "no CPU or memory limits (--sm-resources off)"
-    resource = (sm_contract.settings.job_request or {}).get("ResourceConfig") or {}
-    groups = resource.get("InstanceGroups") or [{}]
-    instance_type = (
-        sm_contract.settings.instance_type
-        or resource.get("InstanceType")
-        or groups[0].get("InstanceType")
-        or "ml.m5.large"
-    )
-    return resource_plan(str(instance_type), *engine_capacity(platform.engine.client)).note
+    return resource_plan(sm_contract.session.instance_type(), *engine_capacity(platform.engine.client)).note
 
 
-def _spec_invocation(sm_contract: Suite) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+def _spec_invocation(sm_contract: CheckContext) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
     request = sm_contract.settings.job_request or {}
     algo = request.get("AlgorithmSpecification") or {}
     ce = algo.get("ContainerEntrypoint")
@@ -92,15 +87,18 @@ def _spec_invocation(sm_contract: Suite) -> tuple[tuple[str, ...] | None, tuple[
     return (tuple(ce) if ce else None, tuple(ca) if ca else None)
 
 
-def _run_derived(sm_contract: Suite, key: str, field: str) -> None:
+def _run_derived(sm_contract: CheckContext, key: str, field: str) -> None:
     """One request field set alone, to the job's value or the one derived from the image."""
     sm_contract.depends_on_default()
-    value = invocation_for(sm_contract.facts(), *_spec_invocation(sm_contract))[key]
-    _run_shape(sm_contract, f"{field} {list(value)}", keep_invocation=False, **{key: value})
+    shapes = invocation_for(sm_contract.facts(), *_spec_invocation(sm_contract))
+    if key == "entrypoint":
+        _run_shape(sm_contract, f"{field} {list(shapes.entrypoint)}", {"entrypoint": shapes.entrypoint})
+    else:
+        _run_shape(sm_contract, f"{field} {list(shapes.arguments)}", {"arguments": shapes.arguments})
 
 
 @check("SM-RUN-DEFAULT", "§1 nothing set: docker run IMAGE train", "the image trains as `docker run IMAGE train`")
-def sm_run_default(sm_contract: Suite) -> None:
+def sm_run_default(sm_contract: CheckContext) -> None:
     result = sm_contract.default_run()
     sm_contract.expect_completed(result, "docker run IMAGE train")
     problem = model_problem(result.model_files, expected_model(sm_contract), result.model_links)
@@ -116,7 +114,7 @@ def sm_run_default(sm_contract: Suite) -> None:
     "§1 ContainerEntrypoint only: docker run --entrypoint CE IMAGE",
     "the image trains with ContainerEntrypoint set (CMD dropped, no `train` argument added)",
 )
-def sm_run_entrypoint(sm_contract: Suite) -> None:
+def sm_run_entrypoint(sm_contract: CheckContext) -> None:
     _run_derived(sm_contract, "entrypoint", "ContainerEntrypoint")
 
 
@@ -125,7 +123,7 @@ def sm_run_entrypoint(sm_contract: Suite) -> None:
     "§1 ContainerArguments only: docker run IMAGE CA...",
     "the image trains with ContainerArguments replacing the `train` argument",
 )
-def sm_run_arguments(sm_contract: Suite) -> None:
+def sm_run_arguments(sm_contract: CheckContext) -> None:
     _run_derived(sm_contract, "arguments", "ContainerArguments")
 
 
@@ -134,9 +132,9 @@ def sm_run_arguments(sm_contract: Suite) -> None:
     "§1 both: docker run --entrypoint CE IMAGE CA...",
     "the image trains with ContainerEntrypoint and ContainerArguments both set",
 )
-def sm_run_both(sm_contract: Suite) -> None:
+def sm_run_both(sm_contract: CheckContext) -> None:
     sm_contract.depends_on_default()
-    both = invocation_for(sm_contract.facts(), *_spec_invocation(sm_contract))["both"]
+    both = invocation_for(sm_contract.facts(), *_spec_invocation(sm_contract)).both
     if both is None:
         sm_contract.skip(
             "no ENTRYPOINT and no /bin/sh to derive a ContainerEntrypoint+ContainerArguments pair from; "
@@ -147,9 +145,7 @@ def sm_run_both(sm_contract: Suite) -> None:
     _run_shape(
         sm_contract,
         f"ContainerEntrypoint {list(ce)} + ContainerArguments {list(ca)}",
-        keep_invocation=False,
-        entrypoint=ce,
-        arguments=ca,
+        {"entrypoint": ce, "arguments": ca},
     )
 
 
@@ -158,7 +154,7 @@ def sm_run_both(sm_contract: Suite) -> None:
     "§1 a script delivered by a channel: ContainerEntrypoint [/bin/sh], ContainerArguments [channel script]",
     "a custom_entrypoint.sh from an S3 channel can start the image's training command",
 )
-def sm_run_external_script(sm_contract: Suite) -> None:
+def sm_run_external_script(sm_contract: CheckContext) -> None:
     sm_contract.depends_on_default()
     facts = sm_contract.facts()
     if not facts.has_shell():
@@ -167,7 +163,7 @@ def sm_run_external_script(sm_contract: Suite) -> None:
         )
     platform = sm_contract.platform
     folder = sm_contract.image.replace("/", "_").replace(":", "_")
-    uri = f"s3://sagemaker-contract/{platform.run_id}/{folder}/{SCRIPT_CHANNEL}"
+    uri = session_uri(platform.run_id, folder, SCRIPT_CHANNEL)
     bucket, _, prefix = uri[len("s3://") :].partition("/")
     platform.s3.ensure_bucket(bucket)
     platform.s3.client().put_object(Bucket=bucket, Key=f"{prefix}/{SCRIPT_NAME}", Body=external_script(facts).encode())
@@ -175,8 +171,5 @@ def sm_run_external_script(sm_contract: Suite) -> None:
     _run_shape(
         sm_contract,
         f"ContainerEntrypoint ['/bin/sh'] + ContainerArguments [{shlex.quote(script)}]",
-        keep_invocation=False,
-        entrypoint=["/bin/sh"],
-        arguments=[script],
-        channels={SCRIPT_CHANNEL: uri},
+        {"entrypoint": ["/bin/sh"], "arguments": [script], "channels": {SCRIPT_CHANNEL: uri}},
     )

@@ -6,7 +6,7 @@ import io
 import tarfile
 
 from .invocation import expected_model, model_problem
-from .suite import Suite, check
+from .suite import CheckContext, check
 
 
 @check(
@@ -14,7 +14,7 @@ from .suite import Suite, check
     "§3 /opt/ml/model → <S3OutputPath>/<TrainingJobName>/output/model.tar.gz",
     "the default run's model.tar.gz in S3 holds the expected files (--sm-expect-model)",
 )
-def sm_out_model(sm_contract: Suite) -> None:
+def sm_out_model(sm_contract: CheckContext) -> None:
     result = sm_contract.require_default()
     uri = result.ModelArtifacts["S3ModelArtifacts"]
     if uri.endswith("/"):  # OutputDataConfig.CompressionType NONE: the files themselves under the prefix (§11)

@@ -20,7 +20,7 @@ import pytest
 
 from ..fixtures import TrainingJobFactory
 from ..session import session_of
-from .suite import ContractItem, ContractModule, RunOutcome, Suite, capture, run_check
+from .suite import CheckContext, ContractItem, ContractModule, RunOutcome, capture, run_check
 
 __all__ = ["CheckScheduler"]
 
@@ -80,8 +80,7 @@ def _run(item: ContractItem) -> RunOutcome:
         module = item.parent
         assert isinstance(module, ContractModule)
         session = session_of(item.config)
-        factory = TrainingJobFactory(session, None, {})
-        suite = Suite(item, module.image, factory, session.platform())
-        run_check(suite, item.check.func)
+        jobs = TrainingJobFactory(session, None, {})
+        run_check(CheckContext(item, module.image, jobs, session.platform()), item.check.func)
 
     return RunOutcome(capture(call), time.monotonic() - started)

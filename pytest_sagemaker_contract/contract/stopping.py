@@ -11,11 +11,13 @@ import math
 import re
 import time
 import uuid
-from typing import Any
+from typing import NoReturn
 
 from ..diagnosis import SigtermEffect, diagnose_kill, process_tree_text, signals_text, sigterm_effect
+from ..jobs import JobOverrides, session_uri
+from ..platform import TrainingJob, TrainingJobResult
 from .invocation import expected_model, model_problem
-from .suite import Suite, check
+from .suite import CheckContext, check
 
 #: Hyperparameter names that usually set how long training runs, most telling first.
 _LENGTH_KEYS = (
@@ -35,7 +37,7 @@ _LENGTH_KEYS = (
 )
 
 
-def _longer(sm_contract: Suite) -> str:
+def _longer(sm_contract: CheckContext) -> str:
     """How to make the SIGTERM runs outlast the trigger, naming a hyperparameter the job really has."""
     settings = sm_contract.settings
     request = settings.job_request or {}
@@ -53,7 +55,7 @@ def _longer(sm_contract: Suite) -> str:
     return f"make the SIGTERM run train longer, e.g. {how}, or trigger earlier with --sm-stop-after / --sm-stop-on-log"
 
 
-def _trigger(sm_contract: Suite, job: Any) -> str | None:
+def _trigger(sm_contract: CheckContext, job: TrainingJob) -> str | None:
     """Wait for the SIGTERM trigger; a description of it, or None when the job ended first."""
     settings = sm_contract.settings
     if settings.stop_on_log:
@@ -72,7 +74,7 @@ def _trigger(sm_contract: Suite, job: Any) -> str | None:
     return f"{settings.stop_after_s:g} s after start"
 
 
-def _ended_early(sm_contract: Suite, result: Any, what: str) -> None:
+def _ended_early(sm_contract: CheckContext, result: TrainingJobResult, what: str) -> NoReturn:
     sm_contract.fail_on_engine_fault(result)
     if result.TrainingJobStatus == "Failed":
         sm_contract.fail(
@@ -83,7 +85,7 @@ def _ended_early(sm_contract: Suite, result: Any, what: str) -> None:
     sm_contract.skip(f"training finished in {took:.1f} s, before {what}: {_longer(sm_contract)}")
 
 
-def _failed_first(sm_contract: Suite, result: Any, what: str) -> None:
+def _failed_first(sm_contract: CheckContext, result: TrainingJobResult, what: str) -> None:
     """A job that Failed around the stop: its own failure is the cause to report, not a missing model."""
     if result.TrainingJobStatus == "Failed":
         sm_contract.fail(
@@ -93,7 +95,7 @@ def _failed_first(sm_contract: Suite, result: Any, what: str) -> None:
         )
 
 
-def _exit_text(result: Any) -> str:
+def _exit_text(result: TrainingJobResult) -> str:
     code = result.exit_code
     if code in (0, None):
         return "exit code 0"
@@ -104,7 +106,7 @@ def _exit_text(result: Any) -> str:
     return text
 
 
-def _stopped_verdict(sm_contract: Suite, result: Any, grace: float, what: str) -> str:
+def _stopped_verdict(sm_contract: CheckContext, result: TrainingJobResult, grace: float, what: str) -> str:
     """Fail with a diagnosis unless SIGTERM itself ended the run within the grace with the model saved; else the
     summary.
 
@@ -169,7 +171,7 @@ def _stopped_verdict(sm_contract: Suite, result: Any, grace: float, what: str) -
     )
 
 
-def _written_elsewhere(result: Any) -> str:
+def _written_elsewhere(result: TrainingJobResult) -> str:
     found = sorted({f for h in result.hosts for f in h.written_elsewhere})
     if not found:
         return ""
@@ -181,7 +183,7 @@ def _written_elsewhere(result: Any) -> str:
     "§5 StopTrainingJob: SIGTERM, SIGKILL after the grace, model still uploaded",
     "on SIGTERM the image saves its model and exits within the grace period",
 )
-def sm_sig_term(sm_contract: Suite) -> None:
+def sm_sig_term(sm_contract: CheckContext) -> None:
     settings = sm_contract.settings
     grace = settings.grace_s
     job = sm_contract.start(hyperparameters=settings.sigterm_hyperparameters)
@@ -200,7 +202,7 @@ def sm_sig_term(sm_contract: Suite) -> None:
     "§5 MaxRuntimeInSeconds: SIGTERM + grace, Stopped / MaxRuntimeExceeded, model uploaded",
     "when MaxRuntimeInSeconds expires the job ends Stopped/MaxRuntimeExceeded with its model saved",
 )
-def sm_sig_max_runtime(sm_contract: Suite) -> None:
+def sm_sig_max_runtime(sm_contract: CheckContext) -> None:
     settings = sm_contract.settings
     runtime = max(1, math.ceil(settings.stop_after_s))
     result = sm_contract.run(
@@ -223,7 +225,7 @@ def sm_sig_max_runtime(sm_contract: Suite) -> None:
     "§3/§5 checkpoints: restored from S3 at start, synced during training; a restarted job resumes",
     "a stopped job's checkpoints are restored into the next job with the same URI, which then completes",
 )
-def sm_ckpt_resume(sm_contract: Suite) -> None:
+def sm_ckpt_resume(sm_contract: CheckContext) -> None:
     settings = sm_contract.settings
     request = settings.job_request or {}
     config = request.get("CheckpointConfig") or {}
@@ -231,12 +233,14 @@ def sm_ckpt_resume(sm_contract: Suite) -> None:
         sm_contract.skip(
             "the job has no CheckpointConfig; pass --sm-checkpoints to test checkpoint/resume anyway", structural=True
         )
-    base = str(config.get("S3Uri") or f"s3://sagemaker-contract/{sm_contract.platform.run_id}/checkpoints").rstrip("/")
+    base = str(config.get("S3Uri") or session_uri(sm_contract.platform.run_id, "checkpoints")).rstrip("/")
     uri = f"{base}/sm-contract-{uuid.uuid4().hex[:8]}"
     local = config.get("LocalPath")
-    first = sm_contract.start(
-        hyperparameters=settings.sigterm_hyperparameters, checkpoint_s3_uri=uri, checkpoint_local_path=local
-    )
+    checkpoint: JobOverrides = {"checkpoint_s3_uri": uri}
+    interrupted: JobOverrides = {"checkpoint_s3_uri": uri, "hyperparameters": settings.sigterm_hyperparameters}
+    if local is not None:
+        checkpoint["checkpoint_local_path"] = interrupted["checkpoint_local_path"] = str(local)
+    first = sm_contract.start(**interrupted)
     with first:
         trigger = _trigger(sm_contract, first)
         if trigger is None:
@@ -258,7 +262,7 @@ def sm_ckpt_resume(sm_contract: Suite) -> None:
             f"{local or '/opt/ml/checkpoints'} during training; the platform syncs that directory to {uri}",
             stopped,
         )
-    resumed = sm_contract.run(checkpoint_s3_uri=uri, checkpoint_local_path=local)
+    resumed = sm_contract.run(**checkpoint)
     if not resumed.checkpoints_restored:
         sm_contract.fail(f"the second run got no checkpoints restored from {uri}", resumed)
     if resumed.TrainingJobStatus != "Completed":

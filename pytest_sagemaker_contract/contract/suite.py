@@ -1,8 +1,9 @@
 """The machinery of the built-in suite: the check registry, its collection nodes, and `sm_contract`.
 
-Each check is a plain function over the public fixtures plus `sm_contract` (a `Suite`: the per-image
-context that caches what several checks share: the image's static facts and its default run). The
-checks themselves live one module per clause family beside this one.
+Each check is a plain function over the public fixtures plus `sm_contract` (a `CheckContext`: one check's
+handle on its image; what several checks of an image share, its static facts and its default run, is the
+session's `ImageContext`, kept in `config.stash`). The checks themselves live one module per clause family
+beside this one.
 """
 
 from __future__ import annotations
@@ -12,25 +13,34 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import pytest
 
+from ..fixtures import JobRequest, TrainingJobFactory
 from ..image_facts import ImageFacts, read_image
+from ..platform import TrainingJob, TrainingJobResult, TrainingPlatform
 from ..platform.logs import durable_log_dir
 from ..session import SUITE_IMAGE_KEY, session_of
 from ..settings import Settings
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..jobs import JobOverrides
+
 __all__ = [
     "CHECKS",
     "Check",
+    "CheckContext",
     "CheckNote",
-    "ContractContext",
     "ContractItem",
     "ContractModule",
+    "ImageContext",
+    "ImageContexts",
     "SageMakerContractWarning",
     "check",
 ]
@@ -126,10 +136,10 @@ class ContractItem(pytest.Function):
         prefetch = self.config.stash.get(PREFETCH_KEY, None)
         outcome = prefetch.outcome(self) if prefetch is not None else None
         if outcome is None:
-            suite = self.funcargs["sm_contract"]
-            assert isinstance(suite, Suite)
+            context = self.funcargs["sm_contract"]
+            assert isinstance(context, CheckContext)
             started = time.monotonic()
-            outcome = RunOutcome(capture(lambda: run_check(suite, self.check.func)))
+            outcome = RunOutcome(capture(lambda: run_check(context, self.check.func)))
             outcome.duration_s = time.monotonic() - started
         note_ = self.stash[NOTE_KEY]
         note_.duration_s = outcome.duration_s
@@ -181,17 +191,17 @@ def capture(call: Callable[[], None]) -> BaseException | None:
     return None
 
 
-def run_check(suite: Suite, func: Callable[..., None]) -> None:
+def run_check(context: CheckContext, func: Callable[..., None]) -> None:
     """Run one check; when it depends on the default run and that failed, report the pointer instead."""
-    error = capture(lambda: func(sm_contract=suite))
-    if suite.needs_default:
-        suite.require_default()
+    error = capture(lambda: func(sm_contract=context))
+    if context.needs_default:
+        context.require_default()
     if error is not None:
         raise error
 
 
-class ContractContext:
-    """What the checks of one image share within one process: facts, the default run, the invocation.
+class ImageContext:
+    """What the checks of one image share within one session: its facts and its default run.
 
     Facts and the default run have locks of their own: checks running concurrently read the facts
     while the default run is still training.
@@ -203,10 +213,10 @@ class ContractContext:
         self._default_lock = threading.Lock()
         self._facts: ImageFacts | None = None
         self._facts_error: str | None = None
-        self._default: Any = None
+        self._default: TrainingJobResult | None = None
         self._default_error: BaseException | None = None
 
-    def facts(self, platform: Any) -> ImageFacts:
+    def facts(self, platform: TrainingPlatform) -> ImageFacts:
         with self._facts_lock:
             if self._facts is None and self._facts_error is None:
                 try:
@@ -218,7 +228,7 @@ class ContractContext:
                 pytest.fail(self._facts_error or f"cannot inspect {self.image}", pytrace=False)
             return self._facts
 
-    def default_result(self, run: Callable[[], Any]) -> Any:
+    def default_result(self, run: Callable[[], TrainingJobResult]) -> TrainingJobResult:
         """The default run, run once: every caller gets its result, or the same failure it raised."""
         with self._default_lock:
             if self._default is None and self._default_error is None:
@@ -228,9 +238,10 @@ class ContractContext:
                     self._default_error = exc
             if self._default_error is not None:
                 raise self._default_error
+            assert self._default is not None
             return self._default
 
-    def default_if_done(self) -> Any:
+    def default_if_done(self) -> TrainingJobResult | None:
         """The default run's result when it has finished, else None (never waits)."""
         if self._default_lock.acquire(blocking=False):
             try:
@@ -240,9 +251,44 @@ class ContractContext:
         return None
 
 
+class ImageContexts:
+    """The session's `ImageContext` per image, kept in `config.stash`: a second session in the same process
+    (`pytest.main` twice, `pytester.runpytest_inprocess`) starts from nothing, never from the first one's facts
+    or its default run (whose S3 has stopped)."""
+
+    KEY = pytest.StashKey["ImageContexts"]()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_image: dict[str, ImageContext] = {}
+
+    @classmethod
+    def install(cls, config: pytest.Config) -> None:
+        """Called once per session, at configure time (before any check thread can ask)."""
+        config.stash[cls.KEY] = cls()
+
+    @classmethod
+    def of(cls, config: pytest.Config, image: str) -> ImageContext:
+        contexts = config.stash[cls.KEY]
+        with contexts._lock:
+            return contexts._by_image.setdefault(image, ImageContext(image))
+
+
+@dataclass(frozen=True)
+class Invocations:
+    """The ContainerEntrypoint/ContainerArguments each SM-RUN shape sends."""
+
+    #: SM-RUN-ENTRYPOINT: ContainerEntrypoint alone.
+    entrypoint: tuple[str, ...]
+    #: SM-RUN-ARGUMENTS: ContainerArguments alone.
+    arguments: tuple[str, ...]
+    #: SM-RUN-BOTH: (ContainerEntrypoint, ContainerArguments), or None when nothing can be derived.
+    both: tuple[tuple[str, ...], tuple[str, ...]] | None
+
+
 def invocation_for(
-    facts: Any, spec_entrypoint: tuple[str, ...] | None, spec_arguments: tuple[str, ...] | None
-) -> dict[str, Any]:
+    facts: ImageFacts, spec_entrypoint: tuple[str, ...] | None, spec_arguments: tuple[str, ...] | None
+) -> Invocations:
     """The ContainerEntrypoint/ContainerArguments each SM-RUN shape uses (README: "How the values are derived").
 
     The job file's own values win; otherwise they are derived from the image. ContainerEntrypoint alone
@@ -264,10 +310,10 @@ def invocation_for(
         both = (("/bin/sh", "-c"), spec_arguments or ("exec train",))
     else:
         both = None
-    return {"entrypoint": entrypoint_only, "arguments": arguments_only, "both": both}
+    return Invocations(entrypoint_only, arguments_only, both)
 
 
-def external_script(facts: Any) -> str:
+def external_script(facts: ImageFacts) -> str:
     """The custom_entrypoint.sh SM-RUN-EXTERNAL-SCRIPT delivers through a channel: it runs the image's own command."""
     image_ep = tuple(facts.entrypoint or ())
     command = shlex.join((*image_ep, "train")) if image_ep else "train"
@@ -284,24 +330,21 @@ def warn(item: pytest.Item, messages: Iterable[str]) -> None:
         note(item).warnings.append(message)
 
 
-_CONTEXTS: dict[str, ContractContext] = {}
-_CONTEXTS_LOCK = threading.Lock()
+class CheckContext:
+    """The `sm_contract` fixture: one check's handle on its image, its runs and its report note.
 
+    Everything it hands the checks is typed: the image's `ImageFacts`, the platform's `TrainingJobResult`
+    and `TrainingJob`; the check's outcome is decided here (`fail`, `skip`, `says`) and in `run_check`.
+    """
 
-def _context(image: str) -> ContractContext:
-    with _CONTEXTS_LOCK:
-        return _CONTEXTS.setdefault(image, ContractContext(image))
-
-
-class Suite:
-    """The `sm_contract` fixture: a check's handle on its image, its runs and its report note."""
-
-    def __init__(self, item: pytest.Item, image: str, factory: Any, platform: Any) -> None:
+    def __init__(self, item: ContractItem, image: str, jobs: TrainingJobFactory, platform: TrainingPlatform) -> None:
         self.item = item
         self.image = image
-        self.factory = factory
+        #: The `training_job` factory the check's runs are built with (the user's fixture, unchanged).
+        self.jobs = jobs
         self.platform = platform
-        self.context = _context(image)
+        self.session = session_of(item.config)
+        self.shared = ImageContexts.of(item.config, image)
         self.note = note(item)
         #: Set by `depends_on_default`: the check's verdict stands only if the default run completed.
         self.needs_default = False
@@ -310,8 +353,12 @@ class Suite:
     def check_id(self) -> str:
         return self.note.check_id
 
-    def facts(self) -> Any:
-        facts = self.context.facts(self.platform)
+    @property
+    def settings(self) -> Settings:
+        return self.session.settings
+
+    def facts(self) -> ImageFacts:
+        facts = self.shared.facts(self.platform)
         self.note.image_id = facts.image_id
         return facts
 
@@ -319,18 +366,17 @@ class Suite:
         """The one-line reason shown in the contract table for this check."""
         self.note.message = message
 
-    def fail(self, message: str, result: Any = None) -> None:
+    def fail(self, message: str, result: TrainingJobResult | None = None) -> NoReturn:
         self.note.message = message
         if result is not None:
             self.attach_logs(result)
-            if getattr(result, "TrainingJobStatus", None) == "Failed" and not getattr(result, "engine_faults", None):
+            if result.TrainingJobStatus == "Failed" and not result.engine_faults:
                 message += self._s3_hint()
         pytest.fail(f"{self.check_id} ({self.note.clause}): {message}", pytrace=False)
 
     def _s3_hint(self) -> str:
         """Where containers cannot reach S3, a failed run may be the engine's doing, not the image's: say so."""
-        item = getattr(self, "item", None)
-        unreachable = session_of(item.config).container_s3_unavailable() if item is not None else None
+        unreachable = self.session.container_s3_unavailable()
         if unreachable is None:
             return ""
         return (
@@ -343,14 +389,14 @@ class Suite:
         """--sm-needs-s3: a run of an image that calls S3 itself proves nothing where S3 is out of its reach."""
         if not self.settings.needs_s3:
             return
-        unreachable = session_of(self.item.config).container_s3_unavailable()
+        unreachable = self.session.container_s3_unavailable()
         if unreachable is not None:
             self.skip(
                 f"the image calls S3 itself (--sm-needs-s3) and this engine's containers cannot reach the "
                 f"session's S3 ({unreachable}); run on an engine whose bridge is on this machine"
             )
 
-    def skip(self, message: str, *, structural: bool = False) -> None:
+    def skip(self, message: str, *, structural: bool = False) -> NoReturn:
         """Skip this check, saying why. `structural`: the clause does not apply to this job or image, so the
         skip stands under --sm-strict; any other skip means the clause went untested, which --sm-strict fails."""
         self.note.message = message
@@ -358,26 +404,24 @@ class Suite:
         # Reported at the check's definition (the home of its clause), not inside this helper.
         raise pytest.skip.Exception(f"{self.check_id}: {message}", _use_item_location=True)
 
-    def attach_logs(self, result: Any) -> None:
+    def attach_logs(self, result: TrainingJobResult) -> None:
         """Put the log tail in the report and keep the full log where it outlives the session's work directory."""
         self.note.log_tail = result.log_tail(30)
-        keep = getattr(result, "keep_log", None)
-        path = keep() if keep is not None else None
+        path = result.keep_log()
         if path is None:  # no spooled file (a result built elsewhere): write what the result holds
             path = durable_log_dir(self.platform.run_id) / f"{result.TrainingJobName}.log"
             path.write_text(result.logs)
         self.note.log_path = str(path)
 
-    def fail_on_engine_fault(self, result: Any) -> None:
+    def fail_on_engine_fault(self, result: TrainingJobResult) -> None:
         """Fail, naming the environment, when the run was disturbed from outside: its outcome says nothing
         about the image, so no check may pass (or blame the image) on it."""
-        faults = list(getattr(result, "engine_faults", None) or [])
-        if not faults:
+        if not result.engine_faults:
             return
         self.fail(
-            f"environment fault, not the image's: {'; '.join(faults)}. The run proves nothing about the image "
-            f"(the job ended {result.TrainingJobStatus}: {result.FailureReason}); rerun without touching the "
-            "containers or the Docker engine while the suite runs",
+            f"environment fault, not the image's: {'; '.join(result.engine_faults)}. The run proves nothing about "
+            f"the image (the job ended {result.TrainingJobStatus}: {result.FailureReason}); rerun without touching "
+            "the containers or the Docker engine while the suite runs",
             result,
         )
 
@@ -385,49 +429,42 @@ class Suite:
         request = self.settings.job_request or {}
         return f"{request.get('TrainingJobName', 'sm-contract')[:30]}-{self.check_id.lower()[3:]}"
 
-    @property
-    def settings(self) -> Settings:
-        return session_of(self.item.config).settings
+    def request(self, **overrides: Unpack[JobOverrides]) -> JobRequest:
+        """The job this check would send with `overrides` (built, not started), named after the check."""
+        overrides.setdefault("name", self._name())
+        return self.jobs(self.image, **overrides)
 
-    def run(self, **overrides: Any) -> Any:
+    def run(self, **overrides: Unpack[JobOverrides]) -> TrainingJobResult:
         self.facts()
         self._require_container_s3()
-        overrides.setdefault("name", self._name())
-        result = self.factory(self.image, **overrides).run()
+        result = self.request(**overrides).run()
         self.fail_on_engine_fault(result)
         return result
 
-    def run_all(self, runs: list[dict[str, Any]]) -> list[Any]:
+    def run_all(self, runs: Sequence[JobOverrides]) -> list[TrainingJobResult]:
         """Several runs of this check at once (within --sm-parallel), results in order."""
         self.facts()
         self._require_container_s3()
-        requests = [self.factory(self.image, **{"name": self._name(), **overrides}) for overrides in runs]
-        results: list[Any] = self.factory.run_all(requests)
+        results = self.jobs.run_all([self.request(**overrides) for overrides in runs])
         for result in results:
             self.fail_on_engine_fault(result)
         return results
 
-    def start(self, **overrides: Any) -> Any:
+    def start(self, **overrides: Unpack[JobOverrides]) -> TrainingJob:
         """A running job (CreateTrainingJob returned); the caller stops and waits for it."""
         self.facts()
         self._require_container_s3()
-        overrides.setdefault("name", self._name())
-        return self.factory(self.image, **overrides).start()
+        return self.request(**overrides).start()
 
-    def default_run(self) -> Any:
+    def default_run(self) -> TrainingJobResult:
         """`docker run IMAGE train` with the session's job: run once per image, shared by the checks.
 
         A run disturbed from outside (an engine fault) fails every check that uses it, naming the fault.
         """
         self.facts()
         self._require_container_s3()
-        result = self.context.default_result(
-            lambda: self.factory(
-                self.image,
-                keep_invocation=False,
-                name=self._name().replace(self.check_id.lower()[3:], "run-default"),
-            ).run()
-        )
+        name = self._name().replace(self.check_id.lower()[3:], "run-default")
+        result = self.shared.default_result(lambda: self.jobs(self.image, keep_invocation=False, name=name).run())
         self.fail_on_engine_fault(result)
         return result
 
@@ -437,12 +474,12 @@ class Suite:
         The check runs its own job at once (concurrently with the default run); `run_check` looks at
         the default run when the check is done and, if it failed, reports a pointer to it instead.
         """
-        done = self.context.default_if_done()
+        done = self.shared.default_if_done()
         if done is not None:
             self.require_default()
         self.needs_default = True
 
-    def require_default(self) -> Any:
+    def require_default(self) -> TrainingJobResult:
         """The default run; if it failed, fail this check with a pointer instead of another copy of the cause."""
         result = self.default_run()
         if result.TrainingJobStatus != "Completed":
@@ -453,7 +490,7 @@ class Suite:
             pytest.fail(f"{self.check_id}: blocked by SM-RUN-DEFAULT: {reason}; fix that first", pytrace=False)
         return result
 
-    def expect_completed(self, result: Any, shape: str) -> None:
+    def expect_completed(self, result: TrainingJobResult, shape: str) -> None:
         self.fail_on_engine_fault(result)
         if result.TrainingJobStatus == "Completed":
             self.says(f"{shape}: Completed in {result.timeline.training_seconds or 0:.1f} s")
@@ -467,9 +504,11 @@ class Suite:
 
 
 @pytest.fixture
-def sm_contract(request: pytest.FixtureRequest, sm_image: str, training_job: Any, pytestconfig: pytest.Config) -> Suite:
+def sm_contract(
+    request: pytest.FixtureRequest, sm_image: str, training_job: TrainingJobFactory, pytestconfig: pytest.Config
+) -> CheckContext:
     """The contract suite's per-check helper (used by the built-in checks only)."""
     item = request.node
     if not isinstance(item, ContractItem):
         pytest.fail("sm_contract is the built-in suite's fixture; use training_job in your own tests", pytrace=False)
-    return Suite(item, sm_image, training_job, session_of(pytestconfig).platform())
+    return CheckContext(item, sm_image, training_job, session_of(pytestconfig).platform())
