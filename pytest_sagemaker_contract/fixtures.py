@@ -13,7 +13,7 @@ import pytest
 from .api import ApiServer
 from .jobs import OVERRIDE_KEYWORDS, RequestOverrides, job_name, with_overrides
 from .platform import TrainingJob, TrainingJobResult, TrainingPlatform
-from .session import SageMakerSession, session_of, suite_image
+from .session import ContractSession, session_of, suite_image
 from .settings import host_bound, too_many_hosts
 from .spec import RequestError, TrainingJobSpec, load_request, parse_request
 
@@ -44,7 +44,7 @@ class JobRequest:
 
     def __init__(
         self,
-        session: SageMakerSession,
+        session: ContractSession,
         request: dict[str, Any],
         timeout_s: float,
         local_channels: Mapping[str, Path] | None = None,
@@ -100,7 +100,7 @@ class TrainingJobFactory:
     """
 
     def __init__(
-        self, session: SageMakerSession, request: pytest.FixtureRequest | None, defaults: Mapping[str, Any]
+        self, session: ContractSession, request: pytest.FixtureRequest | None, defaults: Mapping[str, Any]
     ) -> None:
         self._session = session
         self._request = request

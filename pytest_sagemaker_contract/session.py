@@ -1,8 +1,9 @@
-"""The state one pytest process (or xdist worker) shares, and the stash keys that reach it.
+"""The state one pytest session (or xdist worker) shares, and the stash keys that reach it.
 
 Every plugin module imports this one at the top and nothing here imports them back: the hooks, the
-fixtures, the built-in suite, GPU support and the report all find the session through
-`session_of(config)`.
+fixtures, the built-in suite, GPU support and the report all find the `ContractSession` through
+`session_of(config)`. It lives in `config.stash`, so two sessions in one process (`pytest.main` twice,
+`pytester.runpytest_inprocess`) share nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .jobs import local_channel_uri
+from .jobs import instance_type_of, local_channel_uri
 from .platform import Engine, EngineError, S3Server, TrainingPlatform
 from .platform.data_path import Topology, choose_data_path, detect_topology
 from .platform.engine import LABEL_RUN
@@ -32,7 +33,7 @@ __all__ = [
     "LABEL_TAG",
     "SESSION_KEY",
     "SUITE_IMAGE_KEY",
-    "SageMakerSession",
+    "ContractSession",
     "default_parallel",
     "session_of",
     "suite_image",
@@ -40,13 +41,14 @@ __all__ = [
 
 #: Containers and networks of a session started with SM_CONTRACT_RUN_ID=<tag> carry this label.
 LABEL_TAG = "sm-contract.tag"
-SESSION_KEY = pytest.StashKey["SageMakerSession"]()
+SESSION_KEY = pytest.StashKey["ContractSession"]()
 #: Set on the built-in suite's collector node: the image that suite checks (read by the `sm_image` fixture).
 SUITE_IMAGE_KEY = pytest.StashKey[str]()
 
 
-class SageMakerSession:
-    """Everything one pytest process (or xdist worker) shares: settings, and a platform started on first use."""
+class ContractSession:
+    """Everything one pytest session (or xdist worker) shares: settings, what was measured about the engine,
+    and a platform started on first use."""
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
@@ -72,7 +74,8 @@ class SageMakerSession:
         self._engine: Engine | None = None
         self._engine_error: EngineError | None = None
         self.topology: Topology | None = None
-        settings.platform_header = self._topology_header
+        #: The header's engine lines, measured by `measure_for_header` at session start; the header only reads them.
+        self.header_lines: list[str] = []
 
     def _measure(self) -> tuple[Engine, Topology]:
         """Connect to the engine, reap dead sessions' leftovers, measure the topology; once. Raises EngineError."""
@@ -108,30 +111,33 @@ class SageMakerSession:
             return platform.relay_error
         return topology.container_s3_unavailable()
 
-    def _topology_header(self) -> list[str]:
-        """The header's engine line: measured when the suite will run (an image is given), else at first use."""
+    def measure_for_header(self) -> None:
+        """At session start: connect, reap, measure the topology and the engine's capacity, and keep the header's
+        lines. Only when the suite will run (an image is given); otherwise the engine is measured at first use."""
         if not self.settings.images:
-            return []
+            return
         with self._lock:
             try:
-                _engine, topology = self._measure()
+                engine, topology = self._measure()
             except EngineError as exc:
-                return [f"sagemaker-contract: {exc}"]
+                self.header_lines = [f"sagemaker-contract: {exc}"]
+                return
             endpoint = self._platform.container_s3_endpoint if self._platform is not None else None
         data_path = choose_data_path(self.settings.data_path, topology)
         lines = [topology.header(data_path, self.settings.data_path != "auto", endpoint)]
-        plan = resource_plan(self.instance_type(), *engine_capacity(_engine.client), enabled=self.settings.resources)
+        plan = resource_plan(self.instance_type(), *engine_capacity(engine.client), enabled=self.settings.resources)
         if plan.note:
             lines.append(f"sagemaker-contract: resources: {plan.note}")
-        return lines
+        self.header_lines = lines
+
+    def header(self) -> list[str]:
+        """The report header: the options and where each came from, then what `measure_for_header` found."""
+        return self.settings.header(self.header_lines)
 
     def instance_type(self) -> str:
-        """The instance type the suite's jobs get: --sm-instance-type, the --sm-job request's, else ml.m5.large."""
-        if self.settings.instance_type:
-            return self.settings.instance_type
-        resource = (self.settings.job_request or {}).get("ResourceConfig") or {}
-        groups = resource.get("InstanceGroups") or []
-        return str(resource.get("InstanceType") or (groups[0].get("InstanceType") if groups else None) or "ml.m5.large")
+        """The instance type the suite's jobs get (the planner's rule: --sm-instance-type, the --sm-job request's,
+        else the default)."""
+        return instance_type_of(self.settings.job_request, self.settings.instance_type)
 
     def platform(self) -> TrainingPlatform:
         with self._lock:
@@ -190,7 +196,7 @@ class SageMakerSession:
                 uri = channel.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri")
                 if uri:
                     return str(uri)
-        return local_channel_uri(self.platform().run_id, name)
+        return local_channel_uri(self.run_id, name)
 
     def close(self, interrupted: bool = False) -> None:
         if interrupted and self._controller and not self.settings.keep:
@@ -243,7 +249,7 @@ def default_parallel() -> int:
     return max(2, min(16, cpus * 4, int(memory_gib // 2)))
 
 
-def session_of(config: pytest.Config) -> SageMakerSession:
+def session_of(config: pytest.Config) -> ContractSession:
     return config.stash[SESSION_KEY]
 
 

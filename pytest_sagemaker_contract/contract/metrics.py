@@ -18,24 +18,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
+from ..platform import TrainingJobResult
 from ..platform.metrics import MetricMatch, cloudwatch_text, match_metrics, metric_definitions
-from .suite import Suite, check
+from .suite import CheckContext, check
 
 __all__ = ["MetricMatch", "cloudwatch_text", "log_lines", "match_metrics", "metric_definitions"]
 
 
-def log_lines(result: Any) -> list[str]:
+def log_lines(result: TrainingJobResult) -> list[str]:
     """The default run's whole log: the spooled file when there is one (`result.logs` may be truncated)."""
-    path = getattr(result, "log_path", None)
+    path = result.log_path
     if path is not None and Path(path).is_file():
         with open(path, encoding="utf-8", errors="replace", newline="\n") as handle:  # a CR is no line break
             return [line.rstrip("\n") for line in handle]
     return str(result.logs).split("\n")
 
 
-def _record(sm_contract: Suite, matches: list[MetricMatch]) -> None:
+def _record(sm_contract: CheckContext, matches: list[MetricMatch]) -> None:
     """The series in the JSON report (`metrics`) and the last value of each as a JUnit property."""
     series = {m.name: m.values for m in matches if m.values}
     if not series:
@@ -50,7 +50,7 @@ def _record(sm_contract: Suite, matches: list[MetricMatch]) -> None:
     "§10 MetricDefinitions: SageMaker publishes each Regex's first capture group found in the log",
     "every MetricDefinitions regex matches the default run's log with a number (the series go into the report)",
 )
-def sm_metrics(sm_contract: Suite) -> None:
+def sm_metrics(sm_contract: CheckContext) -> None:
     definitions = metric_definitions(sm_contract.settings.job_request)
     if not definitions:
         sm_contract.skip(

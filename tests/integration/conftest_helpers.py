@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pytest_sagemaker_contract.contract import CheckContext, CheckNote
 from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET
 from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingPlatform
 
@@ -29,6 +30,20 @@ def local_platform(workdir: Path, grace_s: float) -> Iterator[TrainingPlatform]:
         plat.close()
         s3.stop()
         engine.client.close()
+
+
+class DetachedCheck(CheckContext):
+    """A built-in check's handle without a pytest item or session: enough for the checks' verdict functions
+    (`expect_completed`, `fail_on_engine_fault`, `_stopped_verdict`) applied to a result a test ran itself."""
+
+    def __init__(self, platform: TrainingPlatform, check_id: str, image: str) -> None:
+        self.platform = platform
+        self.image = image
+        self.note = CheckNote(check_id, "§5", image)
+        self.needs_default = False
+
+    def _s3_hint(self) -> str:
+        return ""  # the test's own platform, on the local engine: its containers reach its S3
 
 
 def outcomes_by_check(report: dict[str, Any], image_index: int = 0) -> dict[str, tuple[str, str]]:

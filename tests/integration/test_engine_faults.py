@@ -15,13 +15,12 @@ import docker
 import pytest
 
 from pytest_sagemaker_contract.contract.stopping import _stopped_verdict
-from pytest_sagemaker_contract.contract.suite import CheckNote, Suite
 from pytest_sagemaker_contract.jobs import job_name, with_overrides
 from pytest_sagemaker_contract.platform import TrainingJobResult, TrainingPlatform
 from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
 
-from .conftest_helpers import local_platform
+from .conftest_helpers import DetachedCheck, local_platform
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"
 
@@ -43,12 +42,9 @@ def make_spec(image: str, prefix: str, mode: str) -> TrainingJobSpec:
     return parse_request(with_overrides(None, name=job_name(prefix), image=image, environment={"MODE": mode}))
 
 
-def suite_for(platform: TrainingPlatform, check_id: str) -> Suite:
+def suite_for(platform: TrainingPlatform, check_id: str) -> DetachedCheck:
     """The check helper without a pytest item: enough for the verdict functions of the built-in checks."""
-    suite = object.__new__(Suite)
-    suite.platform = platform
-    suite.note = CheckNote(check_id, "§5", "probe")
-    return suite
+    return DetachedCheck(platform, check_id, "probe")
 
 
 def assert_named_fault(result: TrainingJobResult, container: str, phase: str) -> None:
@@ -63,7 +59,9 @@ def assert_named_fault(result: TrainingJobResult, container: str, phase: str) ->
     assert not result.killed  # the platform sent no SIGKILL: the removal did
 
 
-def assert_check_fails_naming_the_environment(suite: Suite, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+def assert_check_fails_naming_the_environment(
+    suite: DetachedCheck, excinfo: pytest.ExceptionInfo[BaseException]
+) -> None:
     message = str(excinfo.value)
     assert message.startswith(f"{suite.check_id} (§5): environment fault, not the image's: container sm-")
     assert "The run proves nothing about the image" in message

@@ -23,7 +23,6 @@ import docker
 import pytest
 
 from pytest_sagemaker_contract.contract.stopping import _stopped_verdict
-from pytest_sagemaker_contract.contract.suite import CheckNote, Suite
 from pytest_sagemaker_contract.jobs import job_name, with_overrides
 from pytest_sagemaker_contract.platform import TrainingJobResult, TrainingPlatform
 from pytest_sagemaker_contract.platform.logs import (
@@ -35,7 +34,7 @@ from pytest_sagemaker_contract.platform.logs import (
 )
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
 
-from .conftest_helpers import local_platform
+from .conftest_helpers import DetachedCheck, local_platform
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"
 
@@ -57,12 +56,9 @@ def make_spec(image: str, prefix: str, **environment: str) -> TrainingJobSpec:
     return parse_request(with_overrides(None, name=job_name(prefix), image=image, environment=environment))
 
 
-def suite_for(platform: TrainingPlatform, check_id: str) -> Suite:
+def suite_for(platform: TrainingPlatform, check_id: str) -> DetachedCheck:
     """The check helper without a pytest item: enough for the verdict functions of the built-in checks."""
-    suite = object.__new__(Suite)
-    suite.platform = platform
-    suite.note = CheckNote(check_id, "§5", "epochs")
-    return suite
+    return DetachedCheck(platform, check_id, "epochs")
 
 
 def the_fault(result: TrainingJobResult, pattern: str) -> str:
@@ -79,7 +75,7 @@ def the_fault(result: TrainingJobResult, pattern: str) -> str:
     return fault
 
 
-def assert_check_reports_the_environment(suite: Suite, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+def assert_check_reports_the_environment(suite: DetachedCheck, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
     message = str(excinfo.value)
     assert message.startswith(f"{suite.check_id} (§5): environment fault, not the image's: container sm-"), message
     assert "from outside the platform" in message
