@@ -13,7 +13,8 @@ import pytest
 from .api import ApiServer
 from .jobs import OVERRIDE_KEYWORDS, RequestOverrides, job_name, with_overrides
 from .platform import TrainingJob, TrainingJobResult, TrainingPlatform
-from .session import ContractSession, session_of, suite_image
+from .report_timeline import record_job
+from .session import SageMakerSession, session_of, suite_image
 from .settings import host_bound, too_many_hosts
 from .spec import RequestError, TrainingJobSpec, load_request, parse_request
 
@@ -44,13 +45,15 @@ class JobRequest:
 
     def __init__(
         self,
-        session: ContractSession,
+        session: SageMakerSession,
         request: dict[str, Any],
         timeout_s: float,
         local_channels: Mapping[str, Path] | None = None,
         gpus: str | None = None,
+        node: pytest.Item | None = None,
     ) -> None:
         self._session = session
+        self._node = node
         self.gpus = gpus
         self.request = request
         self.timeout_s = timeout_s
@@ -71,7 +74,10 @@ class JobRequest:
         limit, source = host_bound(self._session.settings)
         if spec.instance_count > limit:
             pytest.fail(too_many_hosts(f"training job {spec.name}: {spec.instance_count}", source), pytrace=False)
-        return self._session.platform().start(spec, self.local_channels, self.gpus)
+        job = self._session.platform().start(spec, self.local_channels, self.gpus)
+        if self._node is not None:
+            record_job(self._node, job)  # the test's report shows this job's timeline
+        return job
 
     def run(self, timeout: float | None = None) -> TrainingJobResult:
         """Run to the end and return what DescribeTrainingJob would say (plus logs and files)."""
@@ -100,11 +106,17 @@ class TrainingJobFactory:
     """
 
     def __init__(
-        self, session: ContractSession, request: pytest.FixtureRequest | None, defaults: Mapping[str, Any]
+        self,
+        session: SageMakerSession,
+        request: pytest.FixtureRequest | None,
+        defaults: Mapping[str, Any],
+        node: pytest.Item | None = None,
     ) -> None:
         self._session = session
         self._request = request
         self._defaults = dict(defaults)
+        #: The test whose report shows the jobs started here (the requesting test unless given).
+        self._node = node if node is not None else _test_of(request)
 
     def __call__(self, image: str | None = None, **overrides: Unpack[JobOverrides]) -> JobRequest:
         unknown = sorted(set(overrides) - set(OVERRIDE_KEYWORDS))
@@ -152,7 +164,12 @@ class TrainingJobFactory:
             base, name=job_name(str(prefix)), image=str(image), channel_uris=channel_uris, **request_overrides
         )
         return JobRequest(
-            self._session, request, float(opts.get("timeout") or settings.timeout_s), local_channels, opts.get("gpus")
+            self._session,
+            request,
+            float(opts.get("timeout") or settings.timeout_s),
+            local_channels,
+            opts.get("gpus"),
+            self._node,
         )
 
     def run_all(self, requests: Iterable[JobRequest], parallel: int | None = None) -> list[TrainingJobResult]:
@@ -167,6 +184,11 @@ class TrainingJobFactory:
             futures = [pool.submit(job.run) for job in jobs]
             wait(futures)
         return [future.result() for future in futures]
+
+
+def _test_of(request: pytest.FixtureRequest | None) -> pytest.Item | None:
+    node = request.node if request is not None else None
+    return node if isinstance(node, pytest.Item) else None
 
 
 def marker_defaults(node: pytest.Item) -> dict[str, Any]:

@@ -14,12 +14,15 @@ from . import contract
 from . import fixtures as fixtures_module
 from .contract import NOTE_KEY, ContractItem, ContractModule
 from .contract.scheduler import CheckScheduler
-from .contract.suite import PREFETCH_KEY, ImageContexts
+from .contract.suite import PREFETCH_KEY
 from .fixtures import JOB_MARKER_KEYWORDS, marker_defaults
 from .gpu_support import gpu_skip_reason
 from .progress import Progress
 from .report import ContractReport, properties_for
-from .session import SESSION_KEY, ContractSession, session_of
+from .report_html import HtmlReport
+from .report_junit import JUnitDetails, detail_properties
+from .report_timeline import JOBS_KEY
+from .session import SESSION_KEY, SageMakerSession, session_of
 from .settings import add_options, resolve
 
 REPORT_KEY = pytest.StashKey[ContractReport]()
@@ -46,8 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "reach the session's S3",
     )
     settings = resolve(config)
-    config.stash[SESSION_KEY] = ContractSession(config, settings)
-    ImageContexts.install(config)
+    config.stash[SESSION_KEY] = SageMakerSession(config, settings)
     if not config.pluginmanager.has_plugin("sagemaker_contract.fixtures"):
         config.pluginmanager.register(fixtures_module, "sagemaker_contract.fixtures")
     if not config.pluginmanager.has_plugin("sagemaker_contract.suite"):
@@ -60,17 +62,16 @@ def pytest_configure(config: pytest.Config) -> None:
     report = ContractReport(settings.report, is_worker=is_worker)
     config.stash[REPORT_KEY] = report
     config.pluginmanager.register(report, "sagemaker_contract.report")
+    if not is_worker:
+        config.pluginmanager.register(JUnitDetails(config), "sagemaker_contract.junit")
+        config.pluginmanager.register(HtmlReport(settings.html, report), "sagemaker_contract.html")
     _install_stop_handlers(config)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Measure the engine for the header (printed right after this hook, by the terminal's own), and schedule the
-    suite's checks concurrently (--sm-parallel) except in xdist workers, which run theirs one at a time."""
+    """The suite's checks run concurrently (--sm-parallel) except in xdist workers, which run theirs one at a time."""
     config = session.config
-    if hasattr(config, "workerinput"):
-        return
-    session_of(config).measure_for_header()
-    if not session_of(config).settings.suite:
+    if hasattr(config, "workerinput") or not session_of(config).settings.suite:
         return
     progress = config.stash.get(_PROGRESS_KEY, None)
     scheduler = CheckScheduler(session, session_of(config).parallel, progress.tick if progress else None)
@@ -79,8 +80,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    """Only reads: the options and what `pytest_sessionstart` measured (no engine call here)."""
-    return session_of(config).header()
+    return session_of(config).settings.header()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -125,6 +125,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     props.append(("sm_phase", report.when))
     item.user_properties.extend(props)
     report.user_properties.extend(props)
+    # Only on this report, not the item: JUnit's <property> list stays as it was (system-out shows them there).
+    jobs = item.stash.get(JOBS_KEY, None) or []
+    report.user_properties.extend(detail_properties(note.log_tail, note.sections, jobs))
     if report.failed:
         report.sections.extend(note.sections)
         if note.log_tail:

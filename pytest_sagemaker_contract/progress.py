@@ -2,15 +2,18 @@
 
 On a terminal: one status line per running job (its name, phase, elapsed time, last log line),
 redrawn in place under pytest's own output while pytest waits for a check. In a CI log (no TTY):
-a plain line per job at each phase change and every 30 s. `-q` shows nothing until the table.
+a plain line per job at each phase change and every 30 s, between whole lines of pytest's own. `-q` shows
+nothing until the table.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.pathlib import bestrelpath
 
 from .session import session_of
 
@@ -29,6 +32,8 @@ class Progress:
         self._drawn = False
         self._first_seen: dict[int, float] = {}
         self._logged: dict[int, tuple[str, float]] = {}
+        #: The module prefix of pytest's line of dots, to write again before the next outcome (no TTY).
+        self._owed_prefix: Path | None = None
 
     @property
     def _reporter(self) -> Any:
@@ -92,13 +97,35 @@ class Progress:
             out.flush()
             self._drawn = True
             return
+        due = []
         for job in jobs:
             phase = self._phase(job, now)
             shown = phase.split(",")[0]
             last_phase, last_time = self._logged.get(id(job), ("", 0.0))
             if shown != last_phase or now - last_time >= LOG_EVERY_S:
                 self._logged[id(job)] = (shown, now)
-                reporter.write_line("sagemaker-contract:" + self._line(job, phase, now, 200))
+                due.append("sagemaker-contract:" + self._line(job, phase, now, 200))
+        if due:
+            self._between_pytest_lines(reporter, due)
+
+    def _between_pytest_lines(self, reporter: Any, lines: list[str]) -> None:
+        """Write `lines` in a log without splitting pytest's own lines: a line of dots is ended the way pytest
+        ends it (with its percentage), and the next outcome starts a new one with its prefix again, so every line
+        of the log is whole: `module ..... [ 40%]`, ours, `module ... [100%]`."""
+        tw = reporter._tw
+        resume = reporter.currentfspath
+        if tw.width_of_current_line > 0:
+            if isinstance(resume, Path) and getattr(reporter, "_show_progress_info", False):
+                reporter._write_progress_information_filling_space()
+            tw.line()
+        for line in lines:
+            tw.line(line)
+        tw.flush()
+        # -v: pytest writes the test's location again with its outcome; a line of dots: we write its prefix
+        # just before the next outcome (`pytest_runtest_logreport`), so no line holds a prefix alone.
+        reporter.currentfspath = None
+        if isinstance(resume, Path):
+            self._owed_prefix = resume
 
     def clear(self) -> None:
         """Erase the status block (TTY); called before pytest writes, when capturing is already off."""
@@ -113,6 +140,13 @@ class Progress:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.clear()
+        owed, self._owed_prefix = self._owed_prefix, None
+        reporter = self._reporter
+        if owed is None or reporter is None or reporter.currentfspath is not None:
+            return
+        if reporter._tw.width_of_current_line == 0 and reporter.config.get_verbosity() <= 0:
+            reporter._tw.write(bestrelpath(reporter.startpath, owed) + " ")
+            reporter.currentfspath = owed
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_terminal_summary(self) -> None:

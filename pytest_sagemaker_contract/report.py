@@ -16,6 +16,8 @@ import pytest
 
 from .contract import CHECKS
 from .report_file import write_report
+from .report_junit import parse_sections
+from .report_timeline import parse_timeline
 
 __all__ = ["ContractReport", "Row", "properties_for"]
 
@@ -36,6 +38,12 @@ class Row:
     metrics: dict[str, list[float]] = field(default_factory=dict)
     #: For a skip: "structural" (does not apply) or "untested" (applies, but this run did not test it).
     skip_kind: str = ""
+    #: The last lines of the check's job log (`sm_log_tail`).
+    log_tail: str = ""
+    #: What else the check saw: process tree at SIGTERM, signal dispositions, ... (`sm_sections`).
+    sections: list[tuple[str, str]] = field(default_factory=list)
+    #: The jobs the check started, each with its timeline events (`sm_timeline`, report_timeline.job_entry).
+    jobs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _metrics(props: dict[str, object]) -> dict[str, list[float]]:
@@ -114,6 +122,9 @@ class ContractReport:
             warnings=[str(v) for k, v in report.user_properties if k == "sm_warning"],
             metrics=_metrics(props),
             skip_kind=str(props.get("sm_skip", "")),
+            log_tail=str(props.get("sm_log_tail", "")),
+            sections=parse_sections(props.get("sm_sections")),
+            jobs=parse_timeline(props.get("sm_timeline")),
         )
         self.images.setdefault(str(props["sm_image"]), []).append(row)
 
@@ -138,6 +149,7 @@ class ContractReport:
                             **({"log_path": r.log_path} if r.log_path else {}),
                             **({"metrics": r.metrics} if r.metrics else {}),
                             **({"skip": r.skip_kind} if r.outcome == "skipped" else {}),
+                            **({"jobs": r.jobs} if r.jobs else {}),
                         }
                         for r in rows
                     ],

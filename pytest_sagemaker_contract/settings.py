@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .jobs import DEFAULT_INSTANCE_TYPE, local_channel_uri, with_overrides
+from .jobs import local_channel_uri, with_overrides
 from .platform.gpu import GPU_MODES
 from .platform.instances import host_limit, local_capacity
 from .report_file import report_path_problem
@@ -171,7 +171,7 @@ def _instance_type(opt: Option, value: Any) -> str:
     if text not in enum:
         family = ".".join(text.split(".")[:2])
         close = fnmatch.filter(enum, family + ".*")[:5] if family.startswith("ml.") else []
-        hint = f" (e.g. {', '.join(close or [DEFAULT_INSTANCE_TYPE])})"
+        hint = f" (e.g. {', '.join(close)})" if close else " (e.g. ml.m5.large)"
         raise pytest.UsageError(f"{opt.flag} {value}: not a SageMaker training instance type{hint}")
     return text
 
@@ -287,7 +287,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "sm_instance_type",
         "instance_type",
-        f"ResourceConfig.InstanceType for the runs (default: the job's, or {DEFAULT_INSTANCE_TYPE})",
+        "ResourceConfig.InstanceType for the runs (default: the job's, or ml.m5.large)",
         _instance_type,
         metavar="TYPE",
     ),
@@ -315,6 +315,13 @@ OPTIONS: tuple[Option, ...] = (
         "report",
         "write the machine-readable contract report (JSON) to FILE (never an input: not the --sm-job file, not in a "
         "--sm-channel)",
+        _report,
+        metavar="FILE",
+    ),
+    Option(
+        "sm_html",
+        "html",
+        "write a self-contained HTML contract report (table, log tails, process trees, job timelines) to FILE",
         _report,
         metavar="FILE",
     ),
@@ -466,6 +473,8 @@ class Settings:
     keep: bool = False
     strict: bool = False
     report: Path | None = None
+    #: --sm-html: the self-contained HTML report.
+    html: Path | None = None
     timeout_s: float = 600.0
     stop_after_s: float = 5.0
     stop_on_log: str | None = None
@@ -492,6 +501,8 @@ class Settings:
     parallel: int | None = None
     #: --sm-data-path: auto | bind | engine.
     data_path: str = "auto"
+    #: Lines the session adds to the header (the measured engine topology); set by the session.
+    platform_header: Callable[[], list[str]] | None = None
     #: Each given option's raw value and where it came from (the flag or the ini key), for the report header.
     given: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
@@ -499,9 +510,7 @@ class Settings:
     def suite(self) -> bool:
         return not self.no_suite
 
-    def header(self, platform_lines: Sequence[str] = ()) -> list[str]:
-        """The report header's lines: each given option and its source, then `platform_lines` (what the session
-        measured about the engine), then what the --sm-job request sets that is not simulated."""
+    def header(self) -> list[str]:
         if not self.given:
             return ["sagemaker-contract: no --sm-image given (fixtures only)"]
         shown = []
@@ -509,7 +518,8 @@ class Settings:
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
             shown.append(f"{name}={text} ({source})")
         lines = ["sagemaker-contract: " + ", ".join(shown)]
-        lines.extend(platform_lines)
+        if self.platform_header is not None:
+            lines.extend(self.platform_header())
         if self.job_request is not None:
             try:
                 skipped = parse_request(self.job_request, image="x").not_simulated
@@ -570,10 +580,12 @@ def resolve(config: pytest.Config) -> Settings:
 def _check_report_is_no_input(settings: Settings) -> None:
     """The report is written at the end of the run: over the job file or into a channel it would destroy or
     change the user's input."""
-    if settings.report is None:
-        return
-    flag = "--sm-report"
-    report = settings.report
+    for flag, report in (("--sm-report", settings.report), ("--sm-html", settings.html)):
+        if report is not None:
+            _check_output_is_no_input(settings, flag, report)
+
+
+def _check_output_is_no_input(settings: Settings, flag: str, report: Path) -> None:
     if settings.job_file is not None and _same_file(report, settings.job_file):
         raise pytest.UsageError(
             f"{flag} {report}: is the --sm-job request file; the report would overwrite it: name another file"

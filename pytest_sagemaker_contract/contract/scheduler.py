@@ -80,7 +80,7 @@ def _run(item: ContractItem) -> RunOutcome:
         module = item.parent
         assert isinstance(module, ContractModule)
         session = session_of(item.config)
-        jobs = TrainingJobFactory(session, None, {})
+        jobs = TrainingJobFactory(session, None, {}, node=item)
         run_check(CheckContext(item, module.image, jobs, session.platform()), item.check.func)
 
     return RunOutcome(capture(call), time.monotonic() - started)

@@ -642,6 +642,7 @@ class TrainingJob:
                     output_files=list_files(run.layout.output_data),
                     channels=run.channels,
                     written_elsewhere=elsewhere,
+                    exited=run.exited_at,
                 )
             )
         self.secondary_status = "Uploading"
@@ -764,6 +765,7 @@ class TrainingJob:
             if self._stop_reason is not None or self._done.is_set():
                 return
             self._stop_reason = reason
+        self.timeline.stop_requested = time.time()
         engine = self.platform.engine
         running = [r for r in self._hosts if r.container_id is not None and r.exit_code is None]
         if running and running[0].container_id is not None:
@@ -779,7 +781,7 @@ class TrainingJob:
             engine.kill(run.container_id, "SIGTERM")
 
         deadline = self.timeline.sigterm_sent + grace
-        self.kill_due = deadline
+        self.kill_due = self.timeline.kill_due = deadline
 
         def kill() -> None:
             first = running[0]

@@ -57,6 +57,10 @@ class Timeline:
     started: float | None = None
     sigterm_sent: float | None = None
     sigkill_sent: float | None = None
+    #: When StopTrainingJob or MaxRuntimeExceeded asked for the stop (the trigger), before SIGTERM went out.
+    stop_requested: float | None = None
+    #: When SIGKILL is due: SIGTERM plus the grace period.
+    kill_due: float | None = None
     exited: float | None = None
     finished: float | None = None
     process_tree: list[dict[str, str]] = field(default_factory=list)
@@ -89,6 +93,8 @@ class Timeline:
             "started": self.started,
             "sigterm_sent": self.sigterm_sent,
             "sigkill_sent": self.sigkill_sent,
+            "stop_requested": self.stop_requested,
+            "kill_due": self.kill_due,
             "exited": self.exited,
             "finished": self.finished,
             "seconds_to_exit_after_sigterm": self.seconds_to_exit_after_sigterm,
@@ -118,6 +124,8 @@ class HostResult:
     #: Where the container wrote files when /opt/ml/model stayed empty (absolute container paths, outside
     #: /opt/ml/input): the first place to look when a model "went missing".
     written_elsewhere: list[str] = field(default_factory=list)
+    #: When this host's container exited (epoch seconds), or None when it never ran.
+    exited: float | None = None
 
 
 @dataclass
