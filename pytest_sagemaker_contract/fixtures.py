@@ -14,7 +14,7 @@ from .api import ApiServer
 from .jobs import OVERRIDE_KEYWORDS, RequestOverrides, job_name, with_overrides
 from .platform import TrainingJob, TrainingJobResult, TrainingPlatform
 from .report_timeline import record_job
-from .session import SageMakerSession, session_of, suite_image
+from .session import ContractSession, session_of, suite_image
 from .settings import host_bound, too_many_hosts
 from .spec import RequestError, TrainingJobSpec, load_request, parse_request
 
@@ -45,7 +45,7 @@ class JobRequest:
 
     def __init__(
         self,
-        session: SageMakerSession,
+        session: ContractSession,
         request: dict[str, Any],
         timeout_s: float,
         local_channels: Mapping[str, Path] | None = None,
@@ -107,7 +107,7 @@ class TrainingJobFactory:
 
     def __init__(
         self,
-        session: SageMakerSession,
+        session: ContractSession,
         request: pytest.FixtureRequest | None,
         defaults: Mapping[str, Any],
         node: pytest.Item | None = None,

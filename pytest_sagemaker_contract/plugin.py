@@ -14,7 +14,7 @@ from . import contract
 from . import fixtures as fixtures_module
 from .contract import NOTE_KEY, ContractItem, ContractModule
 from .contract.scheduler import CheckScheduler
-from .contract.suite import PREFETCH_KEY
+from .contract.suite import PREFETCH_KEY, ImageContexts
 from .fixtures import JOB_MARKER_KEYWORDS, marker_defaults
 from .gpu_support import gpu_skip_reason
 from .progress import Progress
@@ -22,7 +22,7 @@ from .report import ContractReport, properties_for
 from .report_html import HtmlReport
 from .report_junit import JUnitDetails, detail_properties
 from .report_timeline import JOBS_KEY
-from .session import SESSION_KEY, SageMakerSession, session_of
+from .session import SESSION_KEY, ContractSession, session_of
 from .settings import add_options, resolve
 
 REPORT_KEY = pytest.StashKey[ContractReport]()
@@ -49,7 +49,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "reach the session's S3",
     )
     settings = resolve(config)
-    config.stash[SESSION_KEY] = SageMakerSession(config, settings)
+    config.stash[SESSION_KEY] = ContractSession(config, settings)
+    ImageContexts.install(config)
     if not config.pluginmanager.has_plugin("sagemaker_contract.fixtures"):
         config.pluginmanager.register(fixtures_module, "sagemaker_contract.fixtures")
     if not config.pluginmanager.has_plugin("sagemaker_contract.suite"):
@@ -69,9 +70,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """The suite's checks run concurrently (--sm-parallel) except in xdist workers, which run theirs one at a time."""
+    """Measure the engine for the header (printed right after this hook, by the terminal's own), and schedule the
+    suite's checks concurrently (--sm-parallel) except in xdist workers, which run theirs one at a time."""
     config = session.config
-    if hasattr(config, "workerinput") or not session_of(config).settings.suite:
+    if hasattr(config, "workerinput"):
+        return
+    session_of(config).measure_for_header()
+    if not session_of(config).settings.suite:
         return
     progress = config.stash.get(_PROGRESS_KEY, None)
     scheduler = CheckScheduler(session, session_of(config).parallel, progress.tick if progress else None)
@@ -80,7 +85,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return session_of(config).settings.header()
+    """Only reads: the options and what `pytest_sessionstart` measured (no engine call here)."""
+    return session_of(config).header()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .jobs import local_channel_uri, with_overrides
+from .jobs import DEFAULT_INSTANCE_TYPE, local_channel_uri, with_overrides
 from .platform.gpu import GPU_MODES
 from .platform.instances import host_limit, local_capacity
 from .report_file import report_path_problem
@@ -171,7 +171,7 @@ def _instance_type(opt: Option, value: Any) -> str:
     if text not in enum:
         family = ".".join(text.split(".")[:2])
         close = fnmatch.filter(enum, family + ".*")[:5] if family.startswith("ml.") else []
-        hint = f" (e.g. {', '.join(close)})" if close else " (e.g. ml.m5.large)"
+        hint = f" (e.g. {', '.join(close or [DEFAULT_INSTANCE_TYPE])})"
         raise pytest.UsageError(f"{opt.flag} {value}: not a SageMaker training instance type{hint}")
     return text
 
@@ -287,7 +287,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "sm_instance_type",
         "instance_type",
-        "ResourceConfig.InstanceType for the runs (default: the job's, or ml.m5.large)",
+        f"ResourceConfig.InstanceType for the runs (default: the job's, or {DEFAULT_INSTANCE_TYPE})",
         _instance_type,
         metavar="TYPE",
     ),
@@ -501,8 +501,6 @@ class Settings:
     parallel: int | None = None
     #: --sm-data-path: auto | bind | engine.
     data_path: str = "auto"
-    #: Lines the session adds to the header (the measured engine topology); set by the session.
-    platform_header: Callable[[], list[str]] | None = None
     #: Each given option's raw value and where it came from (the flag or the ini key), for the report header.
     given: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
@@ -510,7 +508,9 @@ class Settings:
     def suite(self) -> bool:
         return not self.no_suite
 
-    def header(self) -> list[str]:
+    def header(self, platform_lines: Sequence[str] = ()) -> list[str]:
+        """The report header's lines: each given option and its source, then `platform_lines` (what the session
+        measured about the engine), then what the --sm-job request sets that is not simulated."""
         if not self.given:
             return ["sagemaker-contract: no --sm-image given (fixtures only)"]
         shown = []
@@ -518,8 +518,7 @@ class Settings:
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
             shown.append(f"{name}={text} ({source})")
         lines = ["sagemaker-contract: " + ", ".join(shown)]
-        if self.platform_header is not None:
-            lines.extend(self.platform_header())
+        lines.extend(platform_lines)
         if self.job_request is not None:
             try:
                 skipped = parse_request(self.job_request, image="x").not_simulated
