@@ -53,6 +53,7 @@ from .layout import (
     assign_hosts,
     channels_for,
     container_environment,
+    instance_hostname,
     s3_client_environment,
     training_job_arn,
 )
@@ -247,7 +248,7 @@ class TrainingJob:
             run.container_id = engine.create(
                 image=spec.image,
                 name=run.name,
-                hostname=run.host.name,
+                hostname=instance_hostname(self._suffix, run.index),
                 entrypoint=spec.entrypoint,
                 command=command,
                 environment=env,
@@ -255,7 +256,7 @@ class TrainingJob:
                 mounts=mounts,
                 labels={**labels, "sm-contract.host": run.host.name},
                 network=network,
-                aliases=(run.host.name,),
+                aliases=(run.host.name, instance_hostname(self._suffix, run.index)),
                 extra={
                     **gpu_plan(run.host.instance_type, self.gpus, self.platform.gpu_detection()).host_config,
                     # The instance type's vCPUs and memory (capped at the host's); `resource_limits` False: none.
@@ -393,12 +394,10 @@ class TrainingJob:
         return problems
 
     def _network(self, labels: Mapping[str, str]) -> str | None:
-        """Without isolation, a single host joins the default bridge. Otherwise the job gets a network of its own
-        with the hosts as aliases, internal under isolation (one host included): every host resolves its own
-        name and its peers' (contract §9: the training toolkit resolves them before it starts the user code),
-        and nothing else is reachable, not the platform's S3, the host or the outside."""
-        if len(self._hosts) == 1 and not self.spec.network_isolation:
-            return self.platform.default_network
+        """Every job gets a network of its own with the hosts' algo names as aliases (one host included: its
+        host name is the instance's, not algo-1, contract §7), internal under isolation: every host resolves
+        its own name and its peers' (§9: the training toolkit resolves them before it starts the user code),
+        and under isolation nothing else is reachable, not the platform's S3, the host or the outside."""
         name = f"sm-{self.spec.name[:40]}-{self._suffix}"
         self._network_name = name
         self._network_id = self.platform.engine.create_network(

@@ -5,6 +5,7 @@ contract.md §2 (config files), §3 (directories), §4 (environment).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ __all__ = [
     "container_environment",
     "hyperparameters_json",
     "input_data_config_json",
+    "instance_hostname",
     "resource_config_json",
     "s3_client_environment",
     "training_job_arn",
@@ -49,6 +51,17 @@ def assign_hosts(spec: TrainingJobSpec) -> tuple[Host, ...]:
         for _ in range(group.instance_count):
             hosts.append(Host(f"algo-{len(hosts) + 1}", group.name, group.instance_type))
     return tuple(hosts)
+
+
+def instance_hostname(job_key: str, index: int) -> str:
+    """The host name of host `index` of one job, as an EC2 instance names itself (`ip-10-0-x-y`).
+
+    On SageMaker gethostname() is the instance's own name, not algo-N (contract §7, §11): an image must
+    find its algo name in resourceconfig.json's current_host. Distinct per host of a job; `job_key` (the
+    job's random suffix) varies it between jobs, so no image can rely on a fixed one either."""
+    seed = int(hashlib.sha256(job_key.encode()).hexdigest()[:8], 16)
+    value = 256 + (seed + index) % (254 * 256)
+    return f"ip-10-0-{value >> 8}-{value & 255}"
 
 
 def channels_for(spec: TrainingJobSpec, host: Host) -> tuple[ChannelSpec, ...]:

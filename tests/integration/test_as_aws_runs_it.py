@@ -6,6 +6,7 @@ credentials, disk space and uncompressed output as SageMaker gives them, not as 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,11 @@ def busybox(example_image: Callable[[str | Path], str]) -> str:
 
 
 def script_spec(image: str, prefix: str, script: str, **overrides: Any) -> TrainingJobSpec:
-    """A job whose entrypoint is `sh -c script`; `request` (a callable) edits the request before parsing."""
+    """A job whose entrypoint runs `script` with sh; `request` (a callable) edits the request before parsing."""
     edit = overrides.pop("request", None)
-    req = with_overrides(None, name=job_name(prefix), image=image, entrypoint=["/bin/sh", "-c", script], **overrides)
+    env = {"SCRIPT": script, **overrides.pop("environment", {})}  # an Environment value may hold 512 characters
+    entrypoint = ["/bin/sh", "-c", 'eval "$SCRIPT"']
+    req = with_overrides(None, name=job_name(prefix), image=image, entrypoint=entrypoint, environment=env, **overrides)
     if edit is not None:
         edit(req)
     return parse_request(req)
@@ -88,3 +91,42 @@ def test_gzip_is_still_the_default(platform: TrainingPlatform, busybox: str) -> 
     assert result.TrainingJobStatus == "Completed", result.log_tail()
     assert result.ModelArtifacts["S3ModelArtifacts"].endswith("/output/model.tar.gz")
     assert result.model_tar()[:2] == b"\x1f\x8b"
+
+
+# -- host names: gethostname() is the instance's, algo-N resolve through the job's network -----------------
+
+SHOW_NAMES = (
+    'echo "HOSTNAME $(hostname)"; '
+    'echo "CURRENT $(sed -n \'s/.*"current_host": *"\\([^"]*\\)".*/\\1/p\' /opt/ml/input/config/resourceconfig.json)"; '
+    'nslookup algo-1 >/dev/null 2>&1 && echo "NSLOOKUP algo-1 yes" || echo "NSLOOKUP algo-1 no"; '
+    'ping -c1 -W2 algo-1 >/dev/null 2>&1 && echo "PING algo-1 yes" || echo "PING algo-1 no"; '
+    'ping -c1 -W2 "$(hostname)" >/dev/null 2>&1 && echo "PING self yes" || echo "PING self no"'
+)
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["network", "isolated"])
+def test_hostname_is_the_instances_and_algo_1_resolves(
+    platform: TrainingPlatform, busybox: str, isolated: bool
+) -> None:
+    spec = script_spec(busybox, "hostname", SHOW_NAMES, network_isolation=isolated)
+    result = platform.run(spec, timeout=60)
+    assert result.TrainingJobStatus == "Completed", result.log_tail()
+    [hostname] = tagged(result, "HOSTNAME")
+    assert re.fullmatch(r"ip-10-0-\d+-\d+", hostname), hostname
+    assert tagged(result, "CURRENT") == ["algo-1"]
+    assert tagged(result, "NSLOOKUP") == ["algo-1 yes"]
+    assert tagged(result, "PING") == ["algo-1 yes", "self yes"]
+
+
+RANK_FROM_HOSTNAME = (
+    'case "$(hostname)" in algo-*) echo trained > /opt/ml/model/m ;; '
+    '*) echo "cannot find my rank: host name $(hostname) is not in hosts" > /opt/ml/output/failure; exit 1 ;; esac'
+)
+
+
+def test_an_image_that_finds_itself_through_gethostname_fails_as_on_aws(
+    platform: TrainingPlatform, busybox: str
+) -> None:
+    result = platform.run(script_spec(busybox, "rank-by-hostname", RANK_FROM_HOSTNAME), timeout=60)
+    assert result.TrainingJobStatus == "Failed"
+    assert "cannot find my rank: host name ip-10-0-" in (result.FailureReason or "")

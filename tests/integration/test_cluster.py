@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,11 @@ def test_three_hosts_names_config_and_peers(platform: TrainingPlatform, probe: s
     assert result.TrainingJobStatus == "Completed", result.log_tail()
     hosts = per_host(result, "HOST")
     assert hosts == {h: [h] for h in ("algo-1", "algo-2", "algo-3")}
+    # gethostname() is the instance's own name, distinct per host, never algo-N (contract §7, §11).
+    names = {host: text for host, [text] in per_host(result, "HOSTNAME").items()}
+    assert sorted(names) == ["algo-1", "algo-2", "algo-3"]
+    assert all(re.fullmatch(r"ip-10-0-\d+-\d+", name) for name in names.values()), names
+    assert len(set(names.values())) == 3
     for host, [text] in per_host(result, "RESOURCE").items():
         config = json.loads(text)
         assert config["current_host"] == host

@@ -18,8 +18,9 @@ from pytest_sagemaker_contract.spec import parse_request
 
 SCRIPT = textwrap.dedent(
     """
-    import os, socket, boto3
-    prefix = f"relay/{{socket.gethostname()}}/"  # each host its own keys
+    import json, os, boto3
+    host = json.load(open("/opt/ml/input/config/resourceconfig.json"))["current_host"]  # not gethostname()
+    prefix = f"relay/{{host}}/"  # each host its own keys
     s3 = boto3.client("s3")  # AWS_ENDPOINT_URL_S3 and the session's keys come from the platform
     print("endpoint", os.environ["AWS_ENDPOINT_URL_S3"])
     body = os.urandom(5 << 20)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from pytest_sagemaker_contract.platform.layout import (
     container_environment,
     hyperparameters_json,
     input_data_config_json,
+    instance_hostname,
     resource_config_json,
     training_job_arn,
 )
@@ -255,3 +257,13 @@ def test_failure_text_short(tmp_path: Path) -> None:
     layout.create()
     (layout.output / "failure").write_text("bad input\n")
     assert layout.failure_text() == "bad input\n"
+
+
+def test_instance_host_names_look_like_ec2_and_differ_per_host_and_job() -> None:
+    names = [instance_hostname("a1b2c3", i) for i in range(300)]
+    assert all(re.fullmatch(r"ip-10-0-(\d+)-(\d+)", n) for n in names)
+    assert all(1 <= int(n.split("-")[3]) <= 254 and int(n.split("-")[4]) <= 255 for n in names)
+    assert len(set(names)) == 300
+    assert not any(n.startswith("algo-") for n in names)
+    assert instance_hostname("a1b2c3", 0) == instance_hostname("a1b2c3", 0)
+    assert instance_hostname("a1b2c3", 0) != instance_hostname("d4e5f6", 0)

@@ -11,7 +11,8 @@ if [ "$1" = "--ack" ]; then  # one connection to this host's ack listener: a pee
     [ -n "$who" ] && : > "/tmp/acks/$who" && echo ok
     exit 0
 fi
-me=$(hostname)
+# Its algo name from resourceconfig.json: on SageMaker the host name is the instance's (ip-10-...), not algo-N.
+me=$(sed -n 's/.*"current_host": *"\([^"]*\)".*/\1/p' /opt/ml/input/config/resourceconfig.json)
 ack_port=7000
 deadline=$(($(date +%s) + ${PEER_WAIT:-60}))
 in_time() { [ "$(date +%s)" -lt "$deadline" ]; }
@@ -20,6 +21,7 @@ if [ -n "$PEERS" ]; then
     nc -ll -p "$ack_port" -e /bin/sh /opt/program/probe.sh --ack &
 fi
 echo "HOST $me"
+echo "HOSTNAME $(hostname)"
 echo "RESOURCE $(cat /opt/ml/input/config/resourceconfig.json)"
 for f in $(find /opt/ml/input/data -type f | sort); do echo "DATA ${f#/opt/ml/input/data/}"; done
 for peer in $PEERS; do
