@@ -14,6 +14,8 @@ from pathlib import Path
 import docker
 import pytest
 
+from pytest_sagemaker_contract.session import session_of
+
 from .conftest_helpers import outcomes_by_check
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"
@@ -68,3 +70,31 @@ def test_a_second_session_in_the_same_process_inspects_and_runs_afresh(
     uris = [checks["SM-OUT-MODEL"][1].split()[0] for checks in (first, second)]
     assert all(uri.startswith("s3://") and uri.endswith("/output/model.tar.gz") for uri in uris), uris
     assert uris[0] != uris[1]
+
+
+class RefuseEngineInHeader:
+    """Fails the header hook if anything in it asks for the engine (connect, reap, probe container)."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_header(self, config: pytest.Config) -> object:
+        session = session_of(config)
+
+        def refuse() -> None:
+            raise AssertionError("pytest_report_header reached the Docker engine")
+
+        session._measure = refuse  # type: ignore[method-assign,assignment]
+        try:
+            return (yield)
+        finally:
+            del session._measure
+
+
+def test_the_header_only_reads_what_session_start_measured(
+    pytester: pytest.Pytester, example_image: Callable[[str | Path], str], no_leftovers: str
+) -> None:
+    image = example_image(IMAGES / "epochs")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--sm-image={image}", "--collect-only", plugins=[RefuseEngineInHeader()]
+    )
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines([f"sagemaker-contract: sm_image={image} (--sm-image)", "sagemaker-contract: engine *"])
