@@ -11,9 +11,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-import docker
 import pytest
 
+from .platform.engine import docker_info
 from .platform.gpu import GpuDetection, GpuPlan, detect, gpu_plan
 from .session import SESSION_KEY, session_of
 
@@ -49,14 +49,9 @@ def _docker_info(config: pytest.Config) -> tuple[Mapping[str, Any], str | None]:
     session = config.stash.get(SESSION_KEY, None)
     try:
         if session is not None and session.started:
-            info: Mapping[str, Any] = session.platform().engine.client.info()
+            info: Mapping[str, Any] = session.platform().engine.info()
             return info, None
-        client = docker.from_env(timeout=30)
-        try:
-            info = client.info()
-        finally:
-            client.close()
-        return info, None
+        return docker_info(timeout=30), None
     except Exception as exc:
         return {}, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 

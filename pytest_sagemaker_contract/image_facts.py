@@ -19,9 +19,8 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
-import docker.errors
-
 from .errors import PlatformError
+from .platform.engine import Engine, ImageNotFound
 
 __all__ = [
     "DOCKER_DEFAULT_PATH",
@@ -69,7 +68,7 @@ _DRIVER_FIX = (
 )
 
 
-class ImageMissingError(PlatformError, docker.errors.ImageNotFound):  # type: ignore[misc]
+class ImageMissingError(PlatformError, ImageNotFound):  # type: ignore[misc]
     """The image is not on the engine; a plain one-line message instead of docker-py's HTTP detail."""
 
     def __init__(self, image: str) -> None:
@@ -294,29 +293,28 @@ def _parse_env(pairs: Iterable[str] | None) -> dict[str, str]:
     return env
 
 
-def read_image(client: docker.DockerClient, image: str, labels: Mapping[str, str] | None = None) -> ImageFacts:
+def read_image(engine: Engine, image: str) -> ImageFacts:
     """Read an image's config and the header of every file in it, without running it.
 
     The filesystem comes from a container that is created but never started, exported as a tar stream:
-    that is the merged view a training job would see, and nothing in the image gets to execute. `labels`
-    (the engine's owner labels) go on that container, so a session killed during the export leaves it to
-    the next session's reaping.
+    that is the merged view a training job would see, and nothing in the image gets to execute. The engine's
+    owner labels go on that container, so a session killed during the export leaves it to the next session's
+    reaping.
     """
     try:
-        attrs = client.api.inspect_image(image)
-    except docker.errors.ImageNotFound:
+        attrs = engine.inspect_image(image)
+    except ImageNotFound:
         raise ImageMissingError(image) from None
     config = attrs.get("Config") or {}
-    container = client.api.create_container(
+    container_id = engine.create_utility(
         attrs["Id"],
         entrypoint=["/sm-contract-inspect-never-started"],
         command=["never-started"],
-        labels={**(labels or {}), INSPECT_LABEL: INSPECT_LABEL_VALUE},
+        labels={INSPECT_LABEL: INSPECT_LABEL_VALUE},
         network_disabled=True,
     )
-    container_id = container["Id"]
     try:
-        chunks = client.api.export(container_id)
+        chunks = engine.export(container_id)
         try:
             files = _read_entries(chunks)
             for _ in chunks:
@@ -324,7 +322,7 @@ def read_image(client: docker.DockerClient, image: str, labels: Mapping[str, str
         finally:
             chunks.close()
     finally:
-        client.api.remove_container(container_id, force=True, v=True)
+        engine.remove(container_id)
     return ImageFacts(
         image=image,
         image_id=str(attrs["Id"]),

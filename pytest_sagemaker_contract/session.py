@@ -125,7 +125,7 @@ class ContractSession:
             endpoint = self._platform.container_s3_endpoint if self._platform is not None else None
         data_path = choose_data_path(self.settings.data_path, topology)
         lines = [topology.header(data_path, self.settings.data_path != "auto", endpoint)]
-        plan = resource_plan(self.instance_type(), *engine_capacity(engine.client), enabled=self.settings.resources)
+        plan = resource_plan(self.instance_type(), *engine_capacity(engine), enabled=self.settings.resources)
         if plan.note:
             lines.append(f"sagemaker-contract: resources: {plan.note}")
         self.header_lines = lines
@@ -224,8 +224,8 @@ class ContractSession:
         except EngineError:
             return
         try:
-            found = engine.api.containers(all=True, filters={"label": LABEL_RUN})
-            found += engine.api.networks(filters={"label": LABEL_RUN})
+            found = engine.containers(LABEL_RUN)
+            found += engine.networks(LABEL_RUN)
             runs = {str((item.get("Labels") or {}).get(LABEL_RUN, "")) for item in found}
             for run_id in sorted(r for r in runs if r.startswith(prefix)):
                 engine.stop_run(run_id, INTERRUPT_GRACE_S)
@@ -233,7 +233,7 @@ class ContractSession:
         except Exception:  # the engine went away: a later session reaps what is left
             pass
         finally:
-            engine.client.close()
+            engine.close()
         for workdir in Path(tempfile.gettempdir()).glob(f"sm-contract-{prefix}*"):
             shutil.rmtree(workdir, ignore_errors=True)
         self.reaped += reap_dead_log_dirs()

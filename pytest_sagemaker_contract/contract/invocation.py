@@ -76,7 +76,7 @@ def _resource_note(sm_contract: CheckContext) -> str:
     platform = sm_contract.platform
     if not platform.resource_limits:
         return "no CPU or memory limits (--sm-resources off)"
-    return resource_plan(sm_contract.session.instance_type(), *engine_capacity(platform.engine.client)).note
+    return resource_plan(sm_contract.session.instance_type(), *engine_capacity(platform.engine)).note
 
 
 def _spec_invocation(sm_contract: CheckContext) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:

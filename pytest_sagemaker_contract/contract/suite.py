@@ -221,7 +221,7 @@ class ImageContext:
             if self._facts is None and self._facts_error is None:
                 try:
                     platform.engine.image(self.image)
-                    self._facts = read_image(platform.engine.client, self.image, platform.engine.default_labels)
+                    self._facts = read_image(platform.engine, self.image)
                 except Exception as exc:
                     self._facts_error = f"cannot inspect {self.image}: {exc}"
             if self._facts is None:

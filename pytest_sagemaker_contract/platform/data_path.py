@@ -33,12 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker.errors
-import docker.types
-from docker.types import Mount
-
 from . import untrusted
-from .engine import LABEL, LABEL_RUN, Engine, EngineError
+from .engine import LABEL_RUN, APIError, Engine, EngineError, MountSpec, NotFound
 from .helper import static_busybox
 from .layout import OPT_ML, HostLayout
 
@@ -129,13 +125,13 @@ def _engine_url(engine: Engine) -> str:
     host = os.environ.get("DOCKER_HOST")
     if host:
         return host
-    base = str(getattr(engine.api, "base_url", ""))
+    base = engine.base_url
     return "unix:///var/run/docker.sock" if base.startswith("http+docker://") else base
 
 
 def _has_bridge(engine: Engine) -> bool:
     try:
-        engine.api.inspect_network("bridge")
+        engine.inspect_network("bridge")
     except Exception:
         return False
     return True
@@ -143,11 +139,10 @@ def _has_bridge(engine: Engine) -> bool:
 
 def _probe_image(engine: Engine, preferred: Iterable[str]) -> str | None:
     for image in preferred:
-        with contextlib.suppress(Exception):
-            engine.api.inspect_image(image)
+        if engine.has_image(image):
             return image
     try:
-        images = engine.api.images()
+        images = engine.list_images()
     except Exception:
         return None
     for data in images:
@@ -157,22 +152,18 @@ def _probe_image(engine: Engine, preferred: Iterable[str]) -> str | None:
     return str(images[0]["Id"]) if images else None
 
 
-def _probe_container(engine: Engine, image: str, mount: Mount, run_id: str) -> str:
+def _probe_container(engine: Engine, image: str, mount: MountSpec, run_id: str) -> str:
     """Create (never start) a container of `image` with `mount`, for reading through the archive API; its id.
 
-    Raises docker.errors.APIError when the engine refuses it."""
-    created = engine.api.create_container(
-        image,
-        command=["true"],
-        labels={LABEL: "1", **engine.default_labels, LABEL_RUN: run_id},
-        host_config=engine.api.create_host_config(mounts=[mount], network_mode="none"),
+    Raises APIError when the engine refuses it."""
+    return engine.create_utility(
+        image, command=["true"], labels={LABEL_RUN: run_id}, mounts=[mount], network_mode="none"
     )
-    return str(created["Id"])
 
 
 def _read_file(engine: Engine, container_id: str, path: str) -> bytes:
     """One file's bytes, through the archive API (docker cp works on containers that never started)."""
-    stream, _stat = engine.api.get_archive(container_id, path)
+    stream = engine.get_archive(container_id, path)
     with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
         member = tar.next()
         handle = tar.extractfile(member) if member is not None else None
@@ -190,10 +181,10 @@ def _shared_filesystem(engine: Engine, run_id: str, images: Iterable[str]) -> tu
         os.write(fd, payload)
         os.close(fd)
         os.chmod(marker, 0o644)
-        mount = Mount(_MARKER_TARGET, marker, type="bind", read_only=True)
+        mount = MountSpec(_MARKER_TARGET, marker, type="bind", read_only=True)
         try:
             container = _probe_container(engine, image, mount, run_id)
-        except docker.errors.APIError as exc:
+        except APIError as exc:
             text = str(exc.explanation or exc)
             if "does not exist" in text or "not found" in text.lower():
                 return False, "a file written here does not exist for the engine"
@@ -239,14 +230,14 @@ def choose_data_path(requested: str, topology: Topology) -> str:
 # -- the engine path ------------------------------------------------------------------------------
 
 
-def engine_mounts(layout: HostLayout, fastfile_volumes: Mapping[str, str]) -> list[Mount]:
+def engine_mounts(layout: HostLayout, fastfile_volumes: Mapping[str, str]) -> list[MountSpec]:
     """Anonymous volumes over the platform's directories (removed with the container), FastFile volumes read-only."""
     targets = [f"{OPT_ML}/input", f"{OPT_ML}/model", f"{OPT_ML}/output"]
     if layout.checkpoint_local_path:
         targets.append(layout.checkpoint_local_path)
-    mounts = [Mount(t, None, type="volume", no_copy=True) for t in targets]
+    mounts = [MountSpec(t, None, type="volume", no_copy=True) for t in targets]
     for name, volume in fastfile_volumes.items():
-        mounts.append(Mount(f"{OPT_ML}/input/data/{name}", volume, type="volume", read_only=True))
+        mounts.append(MountSpec(f"{OPT_ML}/input/data/{name}", volume, type="volume", read_only=True))
     return mounts
 
 
@@ -347,21 +338,20 @@ def fill_volume(engine: Engine, image: str, volume: str, source: Path, labels: M
             for path in sorted(source.iterdir()):
                 _add_tree(tar, path, path.name)
 
-    host_config = engine.api.create_host_config(mounts=[Mount("/sm-volume", volume, type="volume")])
     try:
-        loader = engine.api.create_container(
+        loader = engine.create_utility(
             image,
             command=["true"],
-            labels={LABEL: "1", **engine.default_labels, **labels},
-            host_config=host_config,
+            labels=labels,
+            mounts=[MountSpec("/sm-volume", volume, type="volume")],
             network_disabled=True,
         )
     except Exception as exc:
         raise EngineError(f"the engine refused the loader container of volume {volume}: {exc}") from None
     try:
-        engine.put_archive(loader["Id"], "/sm-volume", _stream_tar(fill))
+        engine.put_archive(loader, "/sm-volume", _stream_tar(fill))
     finally:
-        engine.remove(loader["Id"])
+        engine.remove(loader)
 
 
 def _strip_top(name: str, top: str) -> str | None:
@@ -389,8 +379,8 @@ def collect_dir(
         remove_tree(dest)
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        stream, _stat = engine.api.get_archive(container_id, container_path)
-    except docker.errors.NotFound:
+        stream = engine.get_archive(container_id, container_path)
+    except NotFound:
         if missing_ok:
             return meta
         raise
@@ -498,7 +488,7 @@ def replace_dir(engine: Engine, container_id: str, container_path: str, dest: Pa
 _OVERLAY_UNSAFE = (",", ":", "\n", "=")
 
 
-def overlay_mount(source: Path, scratch: Path, target: str) -> Mount | None:
+def overlay_mount(source: Path, scratch: Path, target: str) -> MountSpec | None:
     """A copy-on-write view of the user's directory `source` at `target`: an overlay whose lower layer is
     `source` (never written) and whose upper layer lives in `scratch` (the job's directory).
 
@@ -513,7 +503,7 @@ def overlay_mount(source: Path, scratch: Path, target: str) -> Mount | None:
     upper.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     options = {"type": "overlay", "device": "overlay", "o": f"lowerdir={source},upperdir={upper},workdir={work}"}
-    return Mount(target, None, type="volume", driver_config=docker.types.DriverConfig("local", options))
+    return MountSpec(target, None, type="volume", driver_options=options)
 
 
 def overlay_supported(engine: Engine, image: str, scratch: Path, run_id: str) -> tuple[bool, str]:
@@ -527,7 +517,7 @@ def overlay_supported(engine: Engine, image: str, scratch: Path, run_id: str) ->
         return False, f"the work directory {scratch} cannot be described in overlay options"
     try:
         container = _probe_container(engine, image, mount, run_id)
-    except docker.errors.APIError as exc:
+    except APIError as exc:
         return False, f"the engine refused an overlay volume ({str(exc.explanation or exc)[:160]})"
     try:
         seen = _read_file(engine, container, "/sm-contract-overlay/marker")

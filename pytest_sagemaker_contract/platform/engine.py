@@ -15,20 +15,43 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import docker
 import docker.errors
+import docker.types
 import requests.exceptions
+from docker.utils.socket import next_frame_header, read_exactly
 
 from ..errors import PlatformError
 from .signals import ProcessSignals, descendants_of_init, parse_status, parse_status_dump, sigterm_disposition
 
-__all__ = ["LABEL", "LABEL_RUN", "ContainerStart", "Engine", "EngineError", "ImageUnavailable", "sigterm_disposition"]
+__all__ = [
+    "LABEL",
+    "LABEL_RUN",
+    "APIError",
+    "ContainerStart",
+    "Engine",
+    "EngineError",
+    "ImageNotFound",
+    "ImageUnavailable",
+    "MountSpec",
+    "NotFound",
+    "docker_info",
+    "read_exec_frame",
+    "sigterm_disposition",
+]
 
 LABEL = "sm-contract"
 LABEL_RUN = "sm-contract.run"
 LABEL_JOB = "sm-contract.job"
+
+
+#: docker-py's errors, named here so the rest of the platform catches them without importing docker:
+#: a container, image, network, volume or archive path that does not exist; a request the engine refused.
+NotFound = docker.errors.NotFound
+ImageNotFound = docker.errors.ImageNotFound
+APIError = docker.errors.APIError
 
 
 class EngineError(PlatformError, RuntimeError):
@@ -47,8 +70,59 @@ class ContainerStart:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class MountSpec:
+    """A mount as the platform describes it; the engine turns it into docker-py's.
+
+    `source` None with type "volume" is an anonymous volume; `driver_options` makes it a volume of the local
+    driver with those options (an overlay of a host directory, data_path.overlay_mount).
+    """
+
+    target: str
+    source: str | None = None
+    type: str = "volume"
+    read_only: bool = False
+    no_copy: bool = False
+    driver_options: Mapping[str, str] | None = None
+
+    def to_docker(self) -> docker.types.Mount:
+        driver = docker.types.DriverConfig("local", dict(self.driver_options)) if self.driver_options else None
+        return docker.types.Mount(
+            self.target,
+            self.source,
+            type=self.type,
+            read_only=self.read_only,
+            no_copy=self.no_copy,
+            driver_config=driver,
+        )
+
+
+def docker_info(timeout: float = 30.0) -> dict[str, Any]:
+    """`docker info` of the engine the environment names (DOCKER_HOST), from a client used once."""
+    client = docker.from_env(timeout=timeout)
+    try:
+        info: dict[str, Any] = client.info()
+    finally:
+        client.close()
+    return info
+
+
+def read_exec_frame(sock: socket.socket) -> bytes:
+    """The payload of the next frame of an exec's multiplexed stream (b"" at its end)."""
+    _stream, size = next_frame_header(sock)
+    return read_exactly(sock, size) if size > 0 else b""
+
+
+def _docker_mounts(mounts: Sequence[Any]) -> list[Any]:
+    return [m.to_docker() if isinstance(m, MountSpec) else m for m in mounts]
+
+
 class Engine:
-    """A docker-py client plus the few operations a training job needs."""
+    """A docker-py client plus the few operations a training job needs: the platform's one door to Docker.
+
+    No other module of the package imports docker (tests/unit/test_layers.py), and every container,
+    network and volume created here carries the owner labels (`default_labels`, platform/owner.py).
+    """
 
     #: Seconds the first requests (API version, ping) may take: an endpoint that accepts and never answers
     #: fails here, in seconds, instead of after the request timeout (twice).
@@ -103,7 +177,157 @@ class Engine:
             self._images[image] = data
         return data
 
+    def has_image(self, image: str) -> bool:
+        """Whether the engine has `image` locally (never pulled)."""
+        try:
+            self.api.inspect_image(image)
+        except Exception:
+            return False
+        return True
+
+    def inspect_image(self, image: str) -> dict[str, Any]:
+        """The image's inspect data, uncached and never pulled; raises ImageNotFound."""
+        data: dict[str, Any] = self.api.inspect_image(image)
+        return data
+
+    def list_images(self) -> list[dict[str, Any]]:
+        images: list[dict[str, Any]] = self.api.images()
+        return images
+
+    def build_image(self, context: IO[bytes], tag: str) -> Iterator[bytes]:
+        """Build `tag` from a tar build context; the engine's raw progress lines."""
+        lines: Iterator[bytes] = self.api.build(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True)
+        return lines
+
+    def export(self, container_id: str) -> Any:
+        """The container's filesystem as a tar stream (chunks; close() ends it)."""
+        return self.api.export(container_id)
+
+    # -- the engine -----------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """`docker info`."""
+        info: dict[str, Any] = self.client.info()
+        return info
+
+    def close(self) -> None:
+        """Close the client's connections (the engine object is not used after)."""
+        self.client.close()
+
+    @property
+    def base_url(self) -> str:
+        return str(getattr(self.api, "base_url", "") or "")
+
+    def owned(self, labels: Mapping[str, str]) -> dict[str, str]:
+        """`labels` with the platform's label and the owner's (`default_labels`) under them."""
+        return {LABEL: "1", **self.default_labels, **labels}
+
     # -- containers -----------------------------------------------------------------------
+
+    def create_utility(
+        self,
+        image: str,
+        *,
+        labels: Mapping[str, str],
+        command: Sequence[str] | None = None,
+        entrypoint: Sequence[str] | None = None,
+        name: str | None = None,
+        mounts: Sequence[MountSpec] = (),
+        volumes_from: Sequence[str] = (),
+        network_mode: str | None = None,
+        network_disabled: bool = False,
+        tmpfs: Mapping[str, str] | None = None,
+        stdin_open: bool = False,
+        auto_remove: bool = False,
+        complete_labels: bool = False,
+    ) -> str:
+        """A platform container that is not a training host (loader, probe, helper, relay, keeper); its id.
+
+        It carries the owner labels like every container the engine creates (`complete_labels`: `labels`
+        already are the owner's, as a keeper's, and go on as they are). Raises docker-py's errors."""
+        host_config = self.api.create_host_config(
+            mounts=_docker_mounts(mounts) or None,
+            volumes_from=list(volumes_from) or None,
+            network_mode=network_mode,
+            tmpfs=dict(tmpfs) if tmpfs else None,
+            auto_remove=auto_remove,
+        )
+        created = self.api.create_container(
+            image,
+            command=list(command) if command is not None else None,
+            entrypoint=list(entrypoint) if entrypoint is not None else None,
+            name=name,
+            labels=dict(labels) if complete_labels else self.owned(labels),
+            host_config=host_config,
+            network_disabled=network_disabled,
+            stdin_open=stdin_open,
+        )
+        return str(created["Id"])
+
+    def start_or_raise(self, container_id: str) -> None:
+        """Start a platform container; docker-py's error when the engine refuses."""
+        self.api.start(container_id)
+
+    def attach_stdin(self, container_id: str) -> Any:
+        """A socket on the container's stdin (before it starts): the container sees EOF once it closes."""
+        return self.api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
+
+    def is_running(self, container_id: str) -> bool:
+        """Whether the container exists and runs (False on any error)."""
+        try:
+            return bool(self.api.inspect_container(container_id)["State"]["Running"])
+        except Exception:
+            return False
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = self.api.inspect_container(container_id)
+        return data
+
+    def containers(self, label: str, *, all: bool = True) -> list[dict[str, Any]]:
+        """Containers carrying `label` (a key, or key=value)."""
+        found: list[dict[str, Any]] = self.api.containers(all=all, filters={"label": label})
+        return found
+
+    def networks(self, label: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.api.networks(filters={"label": label})
+        return found
+
+    def volumes(self, label: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.api.volumes(filters={"label": label}).get("Volumes") or []
+        return found
+
+    def connect(self, container_id: str, network: str) -> None:
+        self.api.connect_container_to_network(container_id, network)
+
+    def disconnect(self, container_id: str, network: str) -> None:
+        self.api.disconnect_container_from_network(container_id, network, force=True)
+
+    def follow_stderr(self, container_id: str) -> Iterator[bytes]:
+        """The container's stderr from its start, followed."""
+        stream: Iterator[bytes] = self.api.logs(container_id, stream=True, follow=True, stdout=False, stderr=True)
+        return stream
+
+    def exec_detached(self, container_id: str, cmd: Sequence[str]) -> str:
+        """Run `cmd` in the container without waiting; the exec id."""
+        created = self.api.exec_create(container_id, list(cmd))
+        self.api.exec_start(created["Id"], detach=True)
+        return str(created["Id"])
+
+    def exec_socket(self, container_id: str, cmd: Sequence[str], *, stdout: bool) -> tuple[str, socket.socket]:
+        """Run `cmd` in the container with its stdin (and stdout, if asked) on a socket; the exec id and socket."""
+        created = self.api.exec_create(container_id, list(cmd), stdin=True, stdout=stdout)
+        hijacked = self.api.exec_start(created["Id"], socket=True)
+        sock: socket.socket = getattr(hijacked, "_sock", hijacked)
+        return str(created["Id"]), sock
+
+    def exec_running(self, exec_id: str) -> bool:
+        return bool(self.api.exec_inspect(exec_id).get("Running"))
+
+    def get_archive(self, container_id: str, path: str) -> Iterator[bytes]:
+        """`path` in the container (started or not) as a tar stream; raises NotFound when it is missing."""
+        stream, _stat = self.api.get_archive(container_id, path)
+        chunks: Iterator[bytes] = stream
+        return chunks
 
     def create(
         self,
@@ -119,7 +343,7 @@ class Engine:
         network: str | None,
         aliases: Sequence[str] = (),
         extra: Mapping[str, Any] | None = None,
-        mounts: Sequence[Any] = (),
+        mounts: Sequence[MountSpec] = (),
     ) -> str:
         """Create the container exactly like `docker run [--entrypoint E] IMAGE [ARGS...]`, without `--init`.
 
@@ -129,7 +353,12 @@ class Engine:
         all_binds = {k: dict(v) for k, v in binds.items()}
         all_binds.update({k: dict(v) for k, v in extra_kwargs.pop("binds", {}).items()})
         if mounts:
-            extra_kwargs["mounts"] = list(mounts)
+            extra_kwargs["mounts"] = _docker_mounts(mounts)
+        if "device_requests" in extra_kwargs:
+            extra_kwargs["device_requests"] = [
+                docker.types.DeviceRequest(**r) if isinstance(r, Mapping) else r
+                for r in extra_kwargs["device_requests"]
+            ]
         host_config = self.api.create_host_config(
             binds=all_binds,
             init=False,
@@ -149,7 +378,7 @@ class Engine:
                 entrypoint=list(entrypoint) if entrypoint is not None else None,
                 command=list(command) if command is not None else None,
                 environment=dict(environment),
-                labels={LABEL: "1", **self.default_labels, **labels},
+                labels=self.owned(labels),
                 host_config=host_config,
                 networking_config=networking,
                 detach=True,
@@ -317,7 +546,7 @@ class Engine:
 
     def create_volume(self, name: str, labels: Mapping[str, str]) -> str:
         try:
-            created = self.api.create_volume(name, labels={LABEL: "1", **self.default_labels, **labels})
+            created = self.api.create_volume(name, labels=self.owned(labels))
         except Exception as exc:
             raise EngineError(f"the engine refused to create volume {name}: {exc}") from None
         return str(created["Name"])
@@ -345,6 +574,10 @@ class Engine:
                 return str(gateway)
         return None
 
+    def inspect_network(self, network: str) -> dict[str, Any]:
+        data: dict[str, Any] = self.api.inspect_network(network)
+        return data
+
     def create_network(self, name: str, labels: Mapping[str, str], internal: bool) -> str:
         """A bridge network for one job. `internal` (network isolation) also gives the host no address on it,
         so the containers have no route to anything but each other: not the host's services (moto
@@ -355,7 +588,7 @@ class Engine:
             driver="bridge",
             internal=internal,
             options=options,
-            labels={LABEL: "1", **self.default_labels, **labels},
+            labels=self.owned(labels),
             check_duplicate=True,
         )
         return str(created["Id"])

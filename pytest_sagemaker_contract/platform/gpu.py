@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import docker.types
-
 __all__ = [
     "CDI_DIRS",
     "DRIVER_DIRS",
@@ -311,9 +309,9 @@ def gpu_plan(instance_type: str, mode: str, detection: GpuDetection) -> GpuPlan:
     given = min(wanted, host) if host else wanted
     note = _capped(instance_type, wanted, given)
     if detection.nvidia_runtime:
-        request = docker.types.DeviceRequest(driver="nvidia", count=given, capabilities=[["gpu"]])
+        request: dict[str, Any] = {"driver": "nvidia", "count": given, "capabilities": [["gpu"]]}
     else:
-        request = docker.types.DeviceRequest(driver="cdi", device_ids=[f"nvidia.com/gpu={i}" for i in range(given)])
+        request = {"driver": "cdi", "device_ids": [f"nvidia.com/gpu={i}" for i in range(given)]}
     return GpuPlan(mode, instance_type, wanted, given, note, {"device_requests": [request]})
 
 

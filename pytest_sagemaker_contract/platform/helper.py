@@ -50,11 +50,8 @@ def helper_image(engine: Engine) -> tuple[str | None, str]:
         return None, "no statically linked busybox on this machine to build the helper from (install busybox-static)"
     binary = busybox.read_bytes()
     tag = f"{HELPER_REPOSITORY}:{hashlib.sha256(binary).hexdigest()[:12]}"
-    try:
-        engine.api.inspect_image(tag)
+    if engine.has_image(tag):
         return tag, f"helper image {tag}"
-    except Exception:
-        pass
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
         dockerfile = b"FROM scratch\nCOPY busybox /bin/busybox\n"
@@ -64,7 +61,7 @@ def helper_image(engine: Engine) -> tuple[str | None, str]:
             tar.addfile(info, io.BytesIO(data))
     context.seek(0)
     try:
-        for line in engine.api.build(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True):
+        for line in engine.build_image(context, tag):
             for part in line.decode(errors="replace").splitlines():
                 message = json.loads(part) if part.strip().startswith("{") else {}
                 if "error" in message:

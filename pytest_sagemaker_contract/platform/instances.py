@@ -171,18 +171,18 @@ _CAPACITY: dict[int, tuple[Any, tuple[int | None, int | None]]] = {}
 _CAPACITY_LOCK = threading.Lock()
 
 
-def engine_capacity(client: Any) -> tuple[int | None, int | None]:
-    """`host_capacity` of the engine behind a docker-py client, read once per client."""
+def engine_capacity(engine: Any) -> tuple[int | None, int | None]:
+    """`host_capacity` of an engine (anything with `info()`, as `Engine`), read once per engine."""
     with _CAPACITY_LOCK:
-        cached = _CAPACITY.get(id(client))
-        if cached is not None and cached[0] is client:
+        cached = _CAPACITY.get(id(engine))
+        if cached is not None and cached[0] is engine:
             return cached[1]
     try:
-        capacity = host_capacity(client.info())
+        capacity = host_capacity(engine.info())
     except Exception:
         capacity = (None, None)
     with _CAPACITY_LOCK:
-        _CAPACITY[id(client)] = (client, capacity)
+        _CAPACITY[id(engine)] = (engine, capacity)
     return capacity
 
 

@@ -16,9 +16,6 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 
-import docker.errors
-from docker.types import Mount
-
 from ..spec import TrainingJobSpec
 from .artifacts import list_files, modified_inputs, pack_and_upload
 from .channels import (
@@ -42,7 +39,7 @@ from .data_path import (
     remove_tree,
     replace_dir,
 )
-from .engine import LABEL, LABEL_JOB, LABEL_RUN, EngineError
+from .engine import LABEL_JOB, LABEL_RUN, EngineError, MountSpec, NotFound
 from .gpu import gpu_plan
 from .instances import engine_capacity, resource_plan
 from .interference import InterferenceWatcher
@@ -100,7 +97,7 @@ class _HostRun:
         #: Engine data path: FastFile channel -> the volume mounted read-only at its directory.
         self.fast_volumes: dict[str, str] = {}
         #: Bind path: local File-mode channel -> the copy-on-write overlay mounted at its directory.
-        self.overlays: dict[str, Mount] = {}
+        self.overlays: dict[str, MountSpec] = {}
         #: Engine data path: File channels read from the user's directory straight into the input archive.
         self.direct_sources: dict[str, Path] = {}
         #: Engine data path with Pipe channels: the helper container that feeds their FIFOs.
@@ -237,7 +234,7 @@ class TrainingJob:
             direct = {n: p for n, p in self._local_direct.items() if n in read_only}
             run.name = f"sm-{spec.name[:40]}-{run.host.name}-{self._suffix}"
             binds = run.layout.binds(read_only, direct)
-            mounts: list[object] = list(run.overlays.values())
+            mounts: list[MountSpec] = list(run.overlays.values())
             if self._engine_path:
                 for name in read_only:
                     volume = f"{run.name}-{name[:40]}"
@@ -262,7 +259,7 @@ class TrainingJob:
                     # The instance type's vCPUs and memory (capped at the host's); `resource_limits` False: none.
                     **resource_plan(
                         run.host.instance_type,
-                        *engine_capacity(engine.client),
+                        *engine_capacity(engine),
                         enabled=self.platform.resource_limits,
                     ).host_config,
                 },
@@ -362,17 +359,16 @@ class TrainingJob:
         if image is None:
             raise EngineError(why)
         assert run.container_id is not None
-        host_config = engine.api.create_host_config(volumes_from=[run.container_id], network_mode="none")
-        created = engine.api.create_container(
+        helper = engine.create_utility(
             image,
             command=["/bin/busybox", "sleep", "2147483647"],
             name=f"{run.name}-pipes",
-            labels={LABEL: "1", **engine.default_labels, **labels},
-            host_config=host_config,
+            labels=labels,
+            volumes_from=[run.container_id],
+            network_mode="none",
         )
-        helper = str(created["Id"])
         self._helpers.append(helper)
-        engine.api.start(helper)
+        engine.start_or_raise(helper)
         return helper
 
     def _collect(self) -> list[str]:
@@ -493,7 +489,7 @@ class TrainingJob:
                         code = engine.wait_or_raise(
                             run.container_id, timeout=min(left, 0.2 if len(pending) > 1 else 1.0)
                         )
-                    except docker.errors.NotFound:
+                    except NotFound:
                         code = None
                         run.engine_fault = (
                             f"container {run.name} was removed from outside the platform (docker rm?) "
@@ -543,7 +539,7 @@ class TrainingJob:
         assert run.container_id is not None
         try:
             state = self.platform.engine.state(run.container_id)
-        except docker.errors.NotFound:
+        except NotFound:
             return f"container {run.name} was removed from outside the platform (docker rm -f?) while {self._phase()}"
         except Exception:
             state = {}

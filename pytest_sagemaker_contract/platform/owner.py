@@ -177,10 +177,10 @@ def _engine_key(engine: Engine) -> str:
     key = _ENGINE_KEYS.get(engine)
     if key is None:
         try:
-            key = str(engine.client.info().get("ID") or "")
+            key = str(engine.info().get("ID") or "")
         except Exception:
             key = ""
-        key = _ENGINE_KEYS[engine] = key or str(getattr(engine.api, "base_url", "") or id(engine))
+        key = _ENGINE_KEYS[engine] = key or engine.base_url or str(id(engine))
     return key
 
 
@@ -188,31 +188,28 @@ def _start_keeper(engine: Engine, owner_id: str) -> _Keeper:
     image, why = helper_image(engine)
     if image is None:
         raise RuntimeError(why)
-    api = engine.api
-    created = api.create_container(
+    container_id = engine.create_utility(
         image,
         entrypoint=["/bin/busybox", "cat"],
         name=f"sm-keeper-{owner_id}-{uuid.uuid4().hex[:4]}",
         stdin_open=True,  # with attach (not detach) docker-py also sets StdinOnce: EOF when we go
         labels={LABEL: "keeper", **current_owner(keeper=True).labels(), LABEL_KEEPER: owner_id},
-        host_config=api.create_host_config(network_mode="none", auto_remove=True),
+        network_mode="none",
+        auto_remove=True,
+        complete_labels=True,
     )
-    container_id = str(created["Id"])
     try:
-        connection = api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
-        api.start(container_id)
+        connection = engine.attach_stdin(container_id)
+        engine.start_or_raise(container_id)
     except Exception:
         with contextlib.suppress(Exception):
-            api.remove_container(container_id, force=True)
+            engine.remove(container_id)
         raise
     return _Keeper(os.getpid(), container_id, connection)
 
 
 def _keeper_running(engine: Engine, keeper: _Keeper) -> bool:
-    try:
-        return bool(engine.api.inspect_container(keeper.container_id)["State"]["Running"])
-    except Exception:
-        return False
+    return engine.is_running(keeper.container_id)
 
 
 def claim(engine: Engine) -> Owner:
@@ -261,7 +258,7 @@ def _live_keepers(engine: Engine) -> Callable[[Owner], bool]:
     now = time.time()
     alive = {
         (container.get("Labels") or {}).get(LABEL_KEEPER, "")
-        for container in engine.api.containers(all=True, filters={"label": LABEL_KEEPER})
+        for container in engine.containers(LABEL_KEEPER)
         if _keeper_vouches(container, now)
     }
     return lambda owner: owner.id in alive
@@ -315,9 +312,9 @@ def reap_dead_sessions(engine: Engine, tempdir: Path | None = None) -> Reaped:
             "host and in this PID namespace can remove its leftovers"
         )
     try:
-        containers = engine.api.containers(all=True, filters={"label": LABEL})
-        networks = engine.api.networks(filters={"label": LABEL})
-        volumes = engine.api.volumes(filters={"label": LABEL}).get("Volumes") or []
+        containers = engine.containers(LABEL)
+        networks = engine.networks(LABEL)
+        volumes = engine.volumes(LABEL)
         vouched = _live_keepers(engine)
     except Exception as exc:
         reaped.warnings.append(

@@ -32,6 +32,7 @@ from typing import IO, Any, cast
 
 from ..spec import ChannelSpec
 from .channels import ChannelError, ChannelItem, ChannelPart, resolve_channel, shard_items
+from .engine import Engine
 from .s3 import S3Object, S3Server
 
 __all__ = [
@@ -342,7 +343,7 @@ class EngineFifoFeeder(PipeFeeder):
     which this side sees as a closed connection: the epoch counts as not completed.
     """
 
-    def __init__(self, *args: Any, engine: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, engine: Engine, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.engine = engine
         #: The helper container sharing the job container's volumes; set before `start()`.
@@ -362,17 +363,9 @@ class EngineFifoFeeder(PipeFeeder):
         if self.helper_id is None:
             raise RuntimeError("no helper container to feed the FIFO from")
         script = 'p="$1"; [ -p "$p" ] || /bin/busybox mkfifo -m 666 "$p"; exec /bin/busybox cat > "$p"'
-        api = self.engine.api
-        created = api.exec_create(
-            self.helper_id,
-            ["/bin/busybox", "sh", "-c", script, "feed", str(self.fifo(epoch))],
-            stdin=True,
-            stdout=False,
-        )
-        hijacked = api.exec_start(created["Id"], socket=True)
-        sock = cast(socket.socket, getattr(hijacked, "_sock", hijacked))
+        cmd = ["/bin/busybox", "sh", "-c", script, "feed", str(self.fifo(epoch))]
+        self._exec_id, sock = self.engine.exec_socket(self.helper_id, cmd, stdout=False)
         sock.settimeout(self.poll_s)
-        self._exec_id = str(created["Id"])
         return sock
 
     def _write(self, fd: Any, data: bytes, epoch: int) -> None:
@@ -405,7 +398,7 @@ class EngineFifoFeeder(PipeFeeder):
                     break
             while not self._stopping.is_set():
                 try:
-                    if not self.engine.api.exec_inspect(self._exec_id).get("Running"):
+                    if not self.engine.exec_running(self._exec_id):
                         break
                 except Exception:
                     break
@@ -448,7 +441,7 @@ def pipe_feeder(
     role_arn: str,
     region: str,
     options: PipeOptions = PipeOptions(),
-    engine: Any = None,
+    engine: Engine | None = None,
 ) -> PipeFeeder:
     """Resolve a Pipe channel (ChannelError before the container starts) and create its `<channel>_0`.
 

@@ -166,7 +166,7 @@ class PlatformResources:
     def gpu_detection(self) -> GpuDetection:
         """What this engine and host can give containers in GPUs (read once per platform)."""
         if self._gpu_detection is None:
-            self._gpu_detection = detect(self.engine.client.info())
+            self._gpu_detection = detect(self.engine.info())
         return self._gpu_detection
 
     def upload_once(self, source: Path, uri: str) -> None:

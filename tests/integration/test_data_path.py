@@ -376,8 +376,8 @@ def test_engine_data_path_mounts_no_host_paths(tmp_path: Path) -> None:
     from pytest_sagemaker_contract.platform.layout import HostLayout
 
     mounts = engine_mounts(HostLayout(tmp_path / "algo-1", "/opt/ml/checkpoints"), {"train": "vol"})
-    assert all(m["Type"] == "volume" for m in mounts)
-    assert {m["Target"] for m in mounts} == {
+    assert all(m.type == "volume" for m in mounts)
+    assert {m.target for m in mounts} == {
         "/opt/ml/input",
         "/opt/ml/model",
         "/opt/ml/output",

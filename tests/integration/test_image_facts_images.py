@@ -11,6 +11,7 @@ import pytest
 
 from pytest_sagemaker_contract import image_facts as image_inspect
 from pytest_sagemaker_contract.image_facts import STATIC_CHECKS, ImageMissingError, read_image
+from pytest_sagemaker_contract.platform import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 import build
@@ -51,7 +52,7 @@ def leftover_containers(client: docker.DockerClient) -> list[str]:
 
 @pytest.mark.parametrize("example", list(EXPECTED))
 def test_example_verdicts(engine: docker.DockerClient, example: str) -> None:
-    facts = read_image(engine, build.build(engine, example))
+    facts = read_image(Engine(engine), build.build(engine, example))
     outcomes = {check_id: check(facts) for check_id, check in STATIC_CHECKS.items()}
     seen = {check_id: outcome.outcome for check_id, outcome in outcomes.items()}
     assert seen == dict(zip(ORDER, EXPECTED[example], strict=True)), {k: o.message for k, o in outcomes.items()}
@@ -61,7 +62,7 @@ def test_example_verdicts(engine: docker.DockerClient, example: str) -> None:
 
 
 def test_shell_form_is_read_as_docker_stores_it(engine: docker.DockerClient) -> None:
-    facts = read_image(engine, build.build(engine, "broken/shell-form"))
+    facts = read_image(Engine(engine), build.build(engine, "broken/shell-form"))
     assert facts.entrypoint == ("/bin/sh", "-c", "/opt/program/train.sh")
     assert facts.image_id.startswith("sha256:")
     message = STATIC_CHECKS["SM-IMG-EXEC-FORM"](facts).message
@@ -69,7 +70,7 @@ def test_shell_form_is_read_as_docker_stores_it(engine: docker.DockerClient) -> 
 
 
 def test_valid_opt_ml_code_warns_and_names_the_allowed_cuda_files(engine: docker.DockerClient) -> None:
-    facts = read_image(engine, build.build(engine, "valid/opt-ml-code"))
+    facts = read_image(Engine(engine), build.build(engine, "valid/opt-ml-code"))
     opt_ml = STATIC_CHECKS["SM-IMG-OPT-ML-EMPTY"](facts)
     assert len(opt_ml.warnings) == 1
     assert "/opt/ml/code/train.sh" in opt_ml.warnings[0]
@@ -86,7 +87,7 @@ def test_image_without_cmd_or_entrypoint_is_read(engine: docker.DockerClient, tm
         'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
         'RUN ["/bin/busybox", "ln", "/bin/busybox", "/bin/hard"]\n'
     )
-    facts = read_image(engine, build.build(engine, tmp_path))
+    facts = read_image(Engine(engine), build.build(engine, tmp_path))
     assert (facts.entrypoint, facts.cmd, facts.workdir) == (None, None, "/")
     assert facts.files["/bin/busybox"].kind == "file"
     assert facts.files["/bin/busybox"].mode & 0o111
@@ -101,7 +102,7 @@ def test_image_without_cmd_or_entrypoint_is_read(engine: docker.DockerClient, tm
 
 def test_missing_image_is_a_one_line_error(engine: docker.DockerClient) -> None:
     with pytest.raises(ImageMissingError) as caught:
-        read_image(engine, "sm-contract-test/does-not-exist:never")
+        read_image(Engine(engine), "sm-contract-test/does-not-exist:never")
     assert str(caught.value) == (
         "image 'sm-contract-test/does-not-exist:never' is not on the Docker engine: "
         "build or load it first (no registry is consulted)"
@@ -118,5 +119,5 @@ def test_container_is_removed_when_reading_fails(engine: docker.DockerClient, mo
 
     monkeypatch.setattr(image_inspect, "_read_entries", broken_reader)
     with pytest.raises(RuntimeError, match="reader failed"):
-        read_image(engine, tag)
+        read_image(Engine(engine), tag)
     assert leftover_containers(engine) == []

@@ -333,7 +333,7 @@ def test_the_image_inspection_container_carries_the_owner(
 
     monkeypatch.setattr(image_facts, "_read_entries", reader)
     try:
-        image_facts.read_image(engine.client, helper, engine.default_labels)
+        image_facts.read_image(engine, helper)
     finally:
         engine.client.close()
     [labels] = seen

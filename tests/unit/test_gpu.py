@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import docker.types
 import pytest
 
 from pytest_sagemaker_contract.platform.gpu import (
@@ -196,8 +195,7 @@ def test_auto_uses_the_nvidia_driver_and_caps_with_a_note() -> None:
     assert (plan.count, plan.given) == (4, 2)
     assert plan.note == "ml.p3.8xlarge has 4 GPUs, this host 2: the container gets 2"
     (request,) = plan.host_config["device_requests"]
-    assert isinstance(request, docker.types.DeviceRequest)
-    assert (request["Driver"], request["Count"], request["Capabilities"]) == ("nvidia", 2, [["gpu"]])
+    assert (request["driver"], request["count"], request["capabilities"]) == ("nvidia", 2, [["gpu"]])
     assert set(plan.host_config) == {"device_requests"}  # no env, no binds: the toolkit brings the driver
 
 
@@ -208,7 +206,7 @@ def test_auto_one_gpu_type_is_not_capped() -> None:
 
 def test_auto_through_cdi_names_devices() -> None:
     (request,) = gpu_plan("ml.g5.12xlarge", "auto", CDI_ONLY).host_config["device_requests"]
-    assert (request["Driver"], request["DeviceIDs"]) == ("cdi", ["nvidia.com/gpu=0", "nvidia.com/gpu=1"])
+    assert (request["driver"], request["device_ids"]) == ("cdi", ["nvidia.com/gpu=0", "nvidia.com/gpu=1"])
 
 
 def test_auto_without_toolkit_gives_nothing_and_says_why() -> None:

@@ -131,3 +131,43 @@ def _imports_package(node: ast.AST) -> bool:
     if isinstance(node, ast.ImportFrom):
         return bool(node.level) or (node.module or "").startswith(NAME)
     return isinstance(node, ast.Import) and any(a.name.startswith(NAME) for a in node.names)
+
+
+#: The one module that talks to docker-py (design.md, "Two layers"): every other module goes through `Engine`.
+DOCKER_DOOR = f"{NAME}.platform.engine"
+
+
+def _docker_uses(source: str) -> list[str]:
+    """Where `source` imports docker or reaches into an engine's docker-py client (`engine.api`, `.client`)."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [f"line {node.lineno}: import {a.name}" for a in node.names if a.name.split(".")[0] == "docker"]
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "docker":
+            found.append(f"line {node.lineno}: from {node.module} import")
+        elif isinstance(node, ast.Attribute) and node.attr in ("api", "client"):
+            owner = node.value
+            name = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
+            if "engine" in name.lower():
+                found.append(f"line {node.lineno}: {name}.{node.attr}")
+    return found
+
+
+def test_only_the_engine_module_talks_to_docker() -> None:
+    found = [
+        f"{module} {use}"
+        for module, path in sorted(_modules().items())
+        if module != DOCKER_DOOR
+        for use in _docker_uses(path.read_text())
+    ]
+    assert found == [], "docker-py outside platform/engine.py; add an Engine method instead"
+    assert _docker_uses(_modules()[DOCKER_DOOR].read_text())  # the scan sees the door's own uses
+
+
+def test_the_docker_scan_finds_imports_and_client_reaches() -> None:
+    source = (
+        "import docker.errors\nfrom docker.types import Mount\n"
+        "def f(platform, engine):\n    platform.engine.api.start('x')\n    return engine.client.info()\n"
+    )
+    assert [use.split(":")[0] for use in _docker_uses(source)] == ["line 1", "line 2", "line 4", "line 5"]
+    assert _docker_uses("def f(s3):\n    return s3.client().get_object()\n") == []
