@@ -11,6 +11,7 @@ import json
 import os
 import re
 import stat
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -254,11 +255,19 @@ def validate_request(request: Mapping[str, Any]) -> list[str]:
     return [e.replace("CreateTrainingJobRequest.", "", 1).replace("CreateTrainingJobRequest: ", "", 1) for e in errors]
 
 
-@lru_cache(maxsize=8)
-def _input_shape(service: str, operation: str) -> Any:
-    import botocore.session  # lazy: as in _request_shape
+_MODELS: dict[str, Any] = {}
+_MODELS_LOCK = threading.Lock()
 
-    return botocore.session.get_session().get_service_model(service).operation_model(operation).input_shape
+
+def _input_shape(service: str, operation: str) -> Any:
+    """The operation's input shape; each service's model is read once per process, however many callers race."""
+    with _MODELS_LOCK:
+        if service not in _MODELS:
+            import botocore.session  # lazy: as in _request_shape
+
+            _MODELS[service] = botocore.session.get_session().get_service_model(service)
+        model = _MODELS[service]
+    return model.operation_model(operation).input_shape
 
 
 def validate_input(service: str, operation: str, params: Mapping[str, Any]) -> list[str]:

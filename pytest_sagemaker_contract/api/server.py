@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
@@ -26,9 +27,9 @@ from ..spec import validate_input
 from .cloudwatch import CloudWatchLogs
 from .errors import ApiError, validation
 from .sigv4 import verify
-from .training import TrainingJobs
+from .training import TrainingJobs, warm_up
 
-__all__ = ["MAX_BODY_BYTES", "SERVICES", "ApiServer"]
+__all__ = ["MAX_BODY_BYTES", "SERVICES", "ApiServer", "default_bucket"]
 
 #: The JSON-protocol services by their target prefix, and the signing name each is signed for.
 _TARGETS = {"SageMaker": "sagemaker", "Logs_20140328": "logs"}
@@ -58,19 +59,24 @@ class ApiServer:
         self.jobs = TrainingJobs(platform, self.logs, max_hosts=max_hosts, on_start=on_start)
         self._host = host
         self._port = port
-        self._http: ThreadingHTTPServer | None = None
+        self._http: _Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
+        #: The SageMaker Python SDK's defaults file (admin level, so a user's own config still wins).
+        self.sdk_config: Path | None = None
 
     def start(self) -> ApiServer:
+        warm_up()
         handler = type("Handler", (_Handler,), {"api": self})
-        self._http = ThreadingHTTPServer((self._host, self._port), handler)
+        self._http = _Server((self._host, self._port), handler)
         self._http.daemon_threads = True
         self._thread = threading.Thread(target=self._http.serve_forever, name="sm-api", daemon=True)
         self._thread.start()
         host, port = str(self._http.server_address[0]), int(self._http.server_address[1])
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}"
+        self.sdk_config = self.platform.workdir / "sagemaker-sdk-defaults.yaml"
+        self.sdk_config.write_text(_SDK_DEFAULTS.format(bucket=default_bucket(self.region)))
         return self
 
     def close(self) -> None:
@@ -110,6 +116,8 @@ class ApiServer:
             AWS_SECRET_ACCESS_KEY=self.keys.secret_access_key,
             AWS_DEFAULT_REGION=self.region,
         )
+        if self.sdk_config is not None:
+            out["SAGEMAKER_ADMIN_CONFIG_OVERRIDE"] = str(self.sdk_config)
         return out
 
     def client(self, service_name: str) -> Any:
@@ -164,7 +172,28 @@ class ApiServer:
         )
 
 
+def default_bucket(region: str) -> str:
+    """The bucket the SageMaker SDK's `Session.default_bucket()` uses: `sagemaker-<region>-<account>`."""
+    return f"sagemaker-{region}-{ACCOUNT}"
+
+
+#: The SDK resolves its default bucket through STS at a fixed regional URL (never the endpoint variable) and
+#: sends telemetry to an AWS bucket: its defaults file names the bucket and opts out, so nothing leaves this host.
+_SDK_DEFAULTS = """SchemaVersion: '1.0'
+SageMaker:
+  PythonSDK:
+    Modules:
+      TelemetryOptOut: true
+      Session:
+        DefaultS3Bucket: {bucket}
+"""
+
 _LOGS_OPERATIONS = ("DescribeLogGroups", "DescribeLogStreams", "GetLogEvents", "FilterLogEvents")
+
+
+class _Server(ThreadingHTTPServer):
+    #: Many SDK clients connect at once (a tuning sweep, 50 describe callers): queue them, never drop them.
+    request_queue_size = 128
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -9,6 +9,7 @@ Uploading, then Completed, Failed or Stopped, with the transitions' times taken 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import threading
 import time
@@ -23,7 +24,7 @@ from ..spec import RequestError, TrainingJobSpec, parse_request, validate_input
 from .cloudwatch import CloudWatchLogs, JobLog
 from .errors import ApiError, not_found, validation
 
-__all__ = ["TrainingJobs"]
+__all__ = ["TrainingJobs", "warm_up"]
 
 _MESSAGES = {
     "Starting": "Preparing the instances for training",
@@ -311,20 +312,22 @@ def _joined(errors: list[str]) -> str:
     return f"{errors[0]}{more}"
 
 
-_ECHOED: frozenset[str] | None = None
-
-
+@functools.lru_cache(maxsize=1)
 def _echoed() -> frozenset[str]:
     """Request fields DescribeTrainingJob returns as they were sent (members of both shapes)."""
-    global _ECHOED
-    if _ECHOED is None:
-        import botocore.session  # lazy: the model is read once
+    import botocore.session  # lazy: the model is read once (warm_up() reads it before the first request)
 
-        model = botocore.session.get_session().get_service_model("sagemaker")
-        request = set(model.operation_model("CreateTrainingJob").input_shape.members)
-        response = set(model.operation_model("DescribeTrainingJob").output_shape.members)
-        _ECHOED = frozenset(request & response)
-    return _ECHOED
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    request = set(model.operation_model("CreateTrainingJob").input_shape.members)
+    response = set(model.operation_model("DescribeTrainingJob").output_shape.members)
+    return frozenset(request & response)
+
+
+def warm_up() -> None:
+    """Read the API models once, before clients come (50 first callers would each read them)."""
+    _echoed()
+    for operation in ("DescribeTrainingJob", "StopTrainingJob", "ListTrainingJobs"):
+        validate_input("sagemaker", operation, {})
 
 
 def _model_uploaded(result: TrainingJobResult) -> bool:

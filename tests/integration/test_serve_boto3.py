@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ EXPORTED = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_DEFAULT_REGION",
+    "SAGEMAKER_ADMIN_CONFIG_OVERRIDE",
 )
 GROUP = "/aws/sagemaker/TrainingJobs"
 
@@ -44,16 +46,19 @@ class Served:
         self.exports = exports
         self.lines = lines
         self.run_id = run_id
+        self.stderr: list[str] = []
 
-    def client(self, name: str, **overrides: str) -> Any:
+    def session(self, **overrides: str) -> Any:
         env = {**self.exports, **overrides}
-        session = boto3.session.Session(
+        return boto3.session.Session(
             aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
             region_name=env["AWS_DEFAULT_REGION"],
         )
-        url = env["AWS_ENDPOINT_URL_" + {"logs": "LOGS"}.get(name, name.upper())]
-        return session.client(name, endpoint_url=url, config=Config(retries={"max_attempts": 1}))
+
+    def client(self, name: str, **overrides: str) -> Any:
+        url = self.exports["AWS_ENDPOINT_URL_" + name.upper()]
+        return self.session(**overrides).client(name, endpoint_url=url, config=Config(retries={"max_attempts": 1}))
 
 
 def _start_server(extra: list[str] | None = None) -> Served:
@@ -75,7 +80,11 @@ def _start_server(extra: list[str] | None = None) -> Served:
     for line in lines:
         name, _, value = line.removeprefix("export ").partition("=")
         exports[name] = value
-    return Served(proc, exports, lines, found.group(1))
+    served = Served(proc, exports, lines, found.group(1))
+    # Drained, so a full pipe never blocks the server; kept for the messages of failing tests.
+    threading.Thread(target=lambda: served.stderr.extend(proc.stderr or ()), daemon=True).start()
+    threading.Thread(target=lambda: served.stderr.extend(proc.stdout or ()), daemon=True).start()
+    return served
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +187,22 @@ def test_create_describe_to_completion(served: Served, images: dict[str, str], b
     assert len(streams) == 1
     assert re.fullmatch(r"serve-completes/algo-1-\d{10}", streams[0])
     assert messages == ["epoch 1", "epoch 2", "trained 2 epochs"]
+
+
+def test_one_stream_per_host(served: Served, images: dict[str, str], bucket: str) -> None:
+    sm = served.client("sagemaker")
+    resource = {"InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 1}
+    sm.create_training_job(
+        **_request("serve-two", images["epochs"], Environment={"EPOCHS": "1"}, ResourceConfig=resource)
+    )
+    assert _until(sm, "serve-two", _ended)["TrainingJobStatus"] == "Completed"
+    logs = served.client("logs")
+    streams = logs.describe_log_streams(logGroupName=GROUP, logStreamNamePrefix="serve-two/")["logStreams"]
+    names = [s["logStreamName"] for s in streams]
+    assert [re.sub(r"-\d+$", "", n) for n in names] == ["serve-two/algo-1", "serve-two/algo-2"]
+    for name in names:
+        events = logs.get_log_events(logGroupName=GROUP, logStreamName=name, startFromHead=True)["events"]
+        assert [e["message"] for e in events] == ["epoch 1", "trained 1 epochs"], name
 
 
 def test_aws_error_shapes(served: Served, images: dict[str, str], bucket: str) -> None:
@@ -317,7 +342,10 @@ def test_survives_a_client_gone_mid_request_and_50_concurrent_describes(
             sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nX-Amz-Target: SageMaker.X\r\n\r\n{")
     sm = served.client("sagemaker")
     sm.create_training_job(**_request("serve-busy", images["epochs"], Environment={"EPOCHS": "2"}))
-    clients = [served.client("sagemaker") for _ in range(50)]
+    session = served.session()  # one session, 50 clients: each with its own connection pool
+    clients = [
+        session.client("sagemaker", endpoint_url=served.exports["AWS_ENDPOINT_URL_SAGEMAKER"]) for _ in range(50)
+    ]
     with ThreadPoolExecutor(max_workers=50) as pool:
         statuses = list(
             pool.map(lambda c: c.describe_training_job(TrainingJobName="serve-busy")["TrainingJobStatus"], clients)

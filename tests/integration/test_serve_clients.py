@@ -1,0 +1,210 @@
+"""Users' own AWS code against the `sagemaker_api` fixture (pytester, real engine): boto3 through `client()`,
+the AWS CLI and the SageMaker Python SDK v2 as subprocesses with `env()`, each unchanged but for endpoints."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+IMAGES = Path(__file__).resolve().parents[1] / "images"
+#: Where the SDK is when it is not installed into this interpreter (a `pip install --target` folder).
+SDK_PATH = os.environ.get("SM_CONTRACT_TEST_SDK_PATH", "")
+
+USER_TESTS = r"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+EPOCHS = os.environ["EPOCHS_IMAGE"]
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+
+
+def request(name, image=EPOCHS, **extra):
+    req = {
+        "TrainingJobName": name,
+        "RoleArn": ROLE,
+        "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
+        "OutputDataConfig": {"S3OutputPath": "s3://sagemaker-us-east-1-123456789012/out"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 300},
+    }
+    req.update(extra)
+    return req
+
+
+def test_boto3_through_the_fixture(sagemaker_api):
+    assert set(sagemaker_api.endpoints) == {"sagemaker", "s3", "logs", "sts"}
+    sagemaker_api.client("s3").create_bucket(Bucket="sagemaker-us-east-1-123456789012")
+    sm = sagemaker_api.client("sagemaker")
+    sm.create_training_job(**request("fixture-job", Environment={"EPOCHS": "2"}))
+    result = sagemaker_api.result("fixture-job", timeout=120)
+    assert result.TrainingJobStatus == "Completed", result.FailureReason
+    assert "trained 2 epochs" in result.logs
+    assert sm.describe_training_job(TrainingJobName="fixture-job")["TrainingJobStatus"] == "Completed"
+
+
+def aws(sagemaker_api, *args):
+    done = subprocess.run(["aws", *args], env=sagemaker_api.env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.skipif(not os.environ.get("AWS_CLI"), reason="the AWS CLI is not installed (pip install awscli)")
+def test_aws_cli_create_describe_stop(sagemaker_api, tmp_path):
+    sagemaker_api.client("s3").create_bucket(Bucket="sagemaker-us-east-1-123456789012")
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps(request("cli-job", Environment={"EPOCHS": "100"})))
+    created = json.loads(aws(sagemaker_api, "sagemaker", "create-training-job", "--cli-input-json", f"file://{job}"))
+    assert created["TrainingJobArn"].endswith(":training-job/cli-job")
+    sagemaker_api.client("sagemaker")  # the job's first line, seen through the platform's own log
+    deadline = time.monotonic() + 60
+    while "epoch 1" not in aws(sagemaker_api, "logs", "get-log-events", "--log-group-name",
+                               "/aws/sagemaker/TrainingJobs", "--log-stream-name", stream(sagemaker_api, "cli-job")):
+        assert time.monotonic() < deadline, "no 'epoch 1' in the job's CloudWatch stream within 60 s"
+        time.sleep(0.2)
+    aws(sagemaker_api, "sagemaker", "stop-training-job", "--training-job-name", "cli-job")
+    aws(sagemaker_api, "sagemaker", "wait", "training-job-completed-or-stopped", "--training-job-name", "cli-job")
+    described = json.loads(aws(sagemaker_api, "sagemaker", "describe-training-job", "--training-job-name", "cli-job"))
+    assert (described["TrainingJobStatus"], described["SecondaryStatus"]) == ("Stopped", "Stopped")
+    assert described["ModelArtifacts"]["S3ModelArtifacts"].endswith("/out/cli-job/output/model.tar.gz")
+    result = sagemaker_api.result("cli-job", timeout=60)
+    assert result.timeline.seconds_to_exit_after_sigterm < 20
+    assert any("saved" in line for line in result.logs_after_sigterm)
+    listing = aws(sagemaker_api, "s3", "ls", "s3://sagemaker-us-east-1-123456789012/out/cli-job/output/")
+    assert "model.tar.gz" in listing
+
+
+def stream(sagemaker_api, job):
+    logs = sagemaker_api.client("logs")
+    deadline = time.monotonic() + 60
+    while True:
+        streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{job}/")
+        if streams["logStreams"]:
+            return streams["logStreams"][0]["logStreamName"]
+        assert time.monotonic() < deadline, "no log stream within 60 s"
+        time.sleep(0.2)
+"""
+
+SDK_SCRIPT = r"""
+import sys
+import boto3
+import sagemaker
+from sagemaker.estimator import Estimator
+from sagemaker.exceptions import UnexpectedStatusException
+
+epochs, failing = sys.argv[1], sys.argv[2]
+session = sagemaker.Session()
+bucket = session.default_bucket()
+boto3.client("s3").put_object(Bucket=bucket, Key="data/train/a.csv", Body=b"1,2\n")
+
+
+def estimator(image, **env):
+    return Estimator(
+        image_uri=image, role="arn:aws:iam::123456789012:role/SageMakerRole", instance_count=1,
+        instance_type="ml.m5.large", sagemaker_session=session, environment=env, max_run=300,
+    )
+
+
+done = estimator(epochs, EPOCHS="2")
+done.fit(inputs={"train": f"s3://{bucket}/data/train"}, logs=True, job_name="sdk-fit")
+print("MODEL_DATA", done.model_data)
+try:
+    estimator(failing).fit(logs=True, job_name="sdk-fails")
+except UnexpectedStatusException as exc:
+    print("FAILURE", exc)
+stopped = estimator(epochs, EPOCHS="300")
+stopped.fit(wait=False, job_name="sdk-stop")
+job = stopped.latest_training_job
+while "Training" != session.describe_training_job(job.name)["SecondaryStatus"]:
+    pass
+job.stop()
+job.wait(logs=False)
+print("STOPPED", session.describe_training_job(job.name)["TrainingJobStatus"])
+"""
+
+SDK_TEST = r"""
+import os
+import subprocess
+import sys
+
+
+def test_sdk_v2_estimator_fit(sagemaker_api, tmp_path):
+    script = tmp_path / "train_on_sagemaker.py"
+    script.write_text(os.environ["SDK_SCRIPT"])
+    env = sagemaker_api.env()
+    if os.environ.get("SDK_PATH"):
+        env["PYTHONPATH"] = os.environ["SDK_PATH"]
+    env["SAGEMAKER_SUPPRESS_V2_WARNING"] = "1"
+    done = subprocess.run(
+        [sys.executable, str(script), os.environ["EPOCHS_IMAGE"], os.environ["FAILING_IMAGE"]],
+        env=env, capture_output=True, text=True, timeout=400,
+    )
+    print(done.stdout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "MODEL_DATA s3://sagemaker-us-east-1-123456789012/sdk-fit/output/model.tar.gz" in out
+    assert "epoch 2" in out and "trained 2 epochs" in out  # fit(logs=True) streamed the container's log
+    assert "Completed - Training job completed" in out
+    assert "FAILURE Error for Training job sdk-fails: Failed. Reason: AlgorithmError: ValueError: loss diverged" in out
+    assert "STOPPED Stopped" in out
+    assert "telemetry" not in done.stderr.lower() or "Request exception" not in done.stderr
+    assert sagemaker_api.result("sdk-stop", timeout=60).logs_after_sigterm
+"""
+
+
+@pytest.fixture(scope="module")
+def epochs_image(example_image: Callable[[str | Path], str]) -> str:
+    return example_image(IMAGES / "epochs")
+
+
+def _sdk_missing() -> str | None:
+    env = {**os.environ, **({"PYTHONPATH": SDK_PATH} if SDK_PATH else {})}
+    found = subprocess.run([sys.executable, "-c", "import sagemaker"], env=env, capture_output=True, check=False)
+    if found.returncode == 0:
+        return None
+    return "the SageMaker Python SDK v2 is not installed: pip install 'pytest-sagemaker-contract[sdk]'"
+
+
+def test_boto3_and_the_aws_cli_through_the_fixture(
+    pytester: pytest.Pytester, epochs_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EPOCHS_IMAGE", epochs_image)
+    monkeypatch.setenv("AWS_CLI", shutil.which("aws") or "")
+    for name in [k for k in os.environ if k.startswith("AWS_") and k != "AWS_CLI"]:
+        monkeypatch.delenv(name)
+    pytester.makepyfile(test_user=USER_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs", "--sm-grace", "20")
+    if shutil.which("aws") is None:
+        result.assert_outcomes(passed=1, skipped=1)
+    else:
+        result.assert_outcomes(passed=2)
+
+
+def test_sagemaker_sdk_v2_fit_stop_and_failure(
+    pytester: pytest.Pytester,
+    epochs_image: str,
+    example_image: Callable[[str | Path], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    missing = _sdk_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    monkeypatch.setenv("EPOCHS_IMAGE", epochs_image)
+    monkeypatch.setenv("FAILING_IMAGE", example_image(IMAGES / "fails-with-log"))
+    monkeypatch.setenv("SDK_SCRIPT", SDK_SCRIPT)
+    monkeypatch.setenv("SDK_PATH", SDK_PATH)
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    pytester.makepyfile(test_sdk=SDK_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sm-grace", "20")
+    result.assert_outcomes(passed=1)
