@@ -154,6 +154,9 @@ def python_dev_base(client: docker.DockerClient) -> str:
 
 def _build_offline_base(client: docker.DockerClient, tag: str, packages: Iterable[str] = ("python3",)) -> float:
     """debootstrap a minimal bookworm with `packages` and import it; needs root and a Debian mirror."""
+    missing = _offline_base_missing()
+    if missing:
+        raise RuntimeError(missing)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sm-contract-rootfs-") as work:
         rootfs = Path(work) / "rootfs"
@@ -173,6 +176,22 @@ def _build_offline_base(client: docker.DockerClient, tag: str, packages: Iterabl
     if _image_or_none(client, tag) is None:
         raise RuntimeError(f"docker import did not produce {tag}")
     return time.monotonic() - started
+
+
+def _offline_base_missing() -> str:
+    """Why no offline base can be built here, as one line naming what to install, or "" when it can."""
+    if shutil.which("debootstrap") is None:
+        return (
+            f"{UPSTREAM_BASE} cannot be pulled and debootstrap is not installed to build an offline Python base: "
+            f"install it (as root: apt-get install -y debootstrap) or load {UPSTREAM_BASE} into the engine "
+            f"(docker load -i python-3.12-slim.tar on a machine without registry access)"
+        )
+    if os.geteuid() != 0:
+        return (
+            f"{UPSTREAM_BASE} cannot be pulled and debootstrap needs root to build an offline Python base: run "
+            f"this once as root, or load {UPSTREAM_BASE} into the engine (docker load -i python-3.12-slim.tar)"
+        )
+    return ""
 
 
 def _run(argv: list[str]) -> None:
