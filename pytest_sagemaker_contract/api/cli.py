@@ -92,8 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if server is not None:
             server.close()
-        print("sm-contract: stopping: running jobs get SIGTERM, then everything is removed", file=sys.stderr)
-        local.close(interrupted=True)
+        if local.platform is not None:
+            print("sm-contract: stopping: running jobs get SIGTERM, then everything is removed", file=sys.stderr)
+            local.close(interrupted=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

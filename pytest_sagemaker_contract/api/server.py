@@ -66,7 +66,8 @@ class ApiServer:
         self.sdk_config: Path | None = None
 
     def start(self) -> ApiServer:
-        warm_up()
+        # The first callers wait for this under the models' locks, rather than each reading them.
+        threading.Thread(target=warm_up, name="sm-api-warm-up", daemon=True).start()
         handler = type("Handler", (_Handler,), {"api": self})
         self._http = _Server((self._host, self._port), handler)
         self._http.daemon_threads = True

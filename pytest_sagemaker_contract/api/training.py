@@ -312,10 +312,18 @@ def _joined(errors: list[str]) -> str:
     return f"{errors[0]}{more}"
 
 
-@functools.lru_cache(maxsize=1)
+_ECHOED_LOCK = threading.Lock()
+
+
 def _echoed() -> frozenset[str]:
-    """Request fields DescribeTrainingJob returns as they were sent (members of both shapes)."""
-    import botocore.session  # lazy: the model is read once (warm_up() reads it before the first request)
+    """Request fields DescribeTrainingJob returns as they were sent (members of both shapes), read once."""
+    with _ECHOED_LOCK:
+        return _echoed_fields()
+
+
+@functools.lru_cache(maxsize=1)
+def _echoed_fields() -> frozenset[str]:
+    import botocore.session  # lazy: the model is slow to read
 
     model = botocore.session.get_session().get_service_model("sagemaker")
     request = set(model.operation_model("CreateTrainingJob").input_shape.members)

@@ -375,3 +375,36 @@ def test_sigkill_of_the_server_leaves_jobs_the_next_server_reaps(
     finally:
         second.proc.send_signal(signal.SIGINT)
         assert second.proc.wait(timeout=60) == 0
+
+
+def _serve(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_sagemaker_contract", "serve", *args],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_serve_runs_a_command_against_itself_and_exits_with_its_status() -> None:
+    code = "import boto3; print('ACCOUNT', boto3.client('sts').get_caller_identity()['Account']); raise SystemExit(3)"
+    done = _serve("--", sys.executable, "-c", code)
+    assert done.returncode == 3, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("export AWS_ENDPOINT_URL_SAGEMAKER=http://127.0.0.1:")
+    assert lines[-1] == "ACCOUNT 123456789012"
+
+
+def test_bad_options_and_no_engine_are_one_line_each() -> None:
+    port = _serve("--port", "70000")
+    assert port.returncode == 2
+    assert port.stderr.strip() == "sm-contract: --port 70000 is not a port (0-65535)"
+    assert port.stdout == ""
+    engine = _serve(env={"DOCKER_HOST": "tcp://127.0.0.1:9"})
+    assert engine.returncode == 1
+    assert engine.stderr.startswith("sm-contract: cannot serve: ")
+    assert "DOCKER_HOST" in engine.stderr
+    assert len(engine.stderr.strip().splitlines()) == 1, engine.stderr
+    assert "Traceback" not in engine.stderr
