@@ -210,7 +210,11 @@ class ContractReport:
 
 
 def _wrapped(head: str, text: str, writer: Any) -> list[str]:
-    """The row's message wrapped under its own column (never cut: the fix is at the end)."""
+    """The row's message, never cut (the fix is at its end): wrapped under its own column on a terminal, one
+    whole line in a log, where lines are searched rather than read in a window."""
+    stream = getattr(writer, "_file", None)
+    if stream is None or not hasattr(stream, "isatty") or not stream.isatty():
+        return [head + text]
     width = max(80, int(getattr(writer, "fullwidth", 120) or 120))
     lines = textwrap.wrap(text, width=max(40, width - len(head))) or [""]
     return [head + lines[0], *(" " * len(head) + line for line in lines[1:])]

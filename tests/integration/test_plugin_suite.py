@@ -68,7 +68,8 @@ def test_kmeans_example_passes_every_clause(
             "*SageMaker training contract*",
             "*SM-RUN-DEFAULT*PASS*docker run IMAGE train: Completed*",
             "*SM-OUT-MODEL*PASS*s3://example-bucket/kmeans/output/*/output/model.tar.gz holds 1 file(s): model.json",
-            "*SM-SIG-TERM*PASS*exited * s after SIGTERM (grace 10 s), exit code 0; model saved: model.json",
+            "*SM-SIG-TERM*PASS*exited * s after SIGTERM (grace 10 s), exit code 0; PID 1 (*) catches SIGTERM; model "
+            "saved: model.json",
             "*SM-CKPT-RESUME*PASS*checkpoint file(s) synced before the stop*restored; the resumed run Completed",
             "*SM-DATA-MODES*PASS*File: the only mode the job declares, proven by SM-RUN-DEFAULT*",
             "*SM-NET-ISOLATION*PASS*Completed with EnableNetworkIsolation*",
@@ -146,7 +147,10 @@ def test_dependent_checks_point_at_the_default_run(
     result.assert_outcomes(failed=6)
     text = result.stdout.str()
     assert text.count("executable file not found") >= 1
-    result.stdout.fnmatch_lines(["*SM-RUN-BOTH: not run*cannot train with this job at all*fix that first*"])
+    result.stdout.fnmatch_lines(["*SM-RUN-BOTH: blocked by SM-RUN-DEFAULT: *executable file not found*fix that first*"])
+    # one cause, one failure: each dependent check is one line pointing at it, with no log tail of its own
+    assert text.count(": blocked by SM-RUN-DEFAULT: ") == 5
+    assert text.count("sagemaker log (tail)") <= 1
 
 
 def test_failed_run_reports_failure_reason_and_log_tail(
