@@ -240,11 +240,14 @@ class Engine:
         stdin_open: bool = False,
         auto_remove: bool = False,
         complete_labels: bool = False,
+        hostname: str | None = None,
+        aliases: Sequence[str] = (),
     ) -> str:
         """A platform container that is not a training host (loader, probe, helper, relay, keeper); its id.
 
         It carries the owner labels like every container the engine creates (`complete_labels`: `labels`
-        already are the owner's, as a keeper's, and go on as they are). Raises docker-py's errors."""
+        already are the owner's, as a keeper's, and go on as they are). `aliases`: its names on `network_mode`
+        (a network of the job's: a credentials pod holds a host's name). Raises docker-py's errors."""
         host_config = self.api.create_host_config(
             mounts=_docker_mounts(mounts) or None,
             volumes_from=list(volumes_from) or None,
@@ -261,6 +264,14 @@ class Engine:
             host_config=host_config,
             network_disabled=network_disabled,
             stdin_open=stdin_open,
+            hostname=hostname,
+            networking_config=(
+                self.api.create_networking_config(
+                    {network_mode: self.api.create_endpoint_config(aliases=list(aliases))}
+                )
+                if aliases and network_mode
+                else None
+            ),
         )
         return str(created["Id"])
 
@@ -334,7 +345,7 @@ class Engine:
         *,
         image: str,
         name: str,
-        hostname: str,
+        hostname: str | None,
         entrypoint: Sequence[str] | None,
         command: Sequence[str] | None,
         environment: Mapping[str, str],

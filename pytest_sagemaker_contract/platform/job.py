@@ -28,6 +28,7 @@ from .channels import (
     stage_local,
 )
 from .checkpoints import CheckpointSync
+from .credentials import CredentialsEndpoint, credentials_endpoint, start_credentials_pod
 from .data_path import (
     ENGINE,
     ArchiveMeta,
@@ -203,9 +204,10 @@ class TrainingJob:
         env = container_environment(spec, self.platform.region, self.platform.set_region_env)
         endpoint = None if spec.network_isolation else self.platform.container_s3_url(network)
         if endpoint:
-            keys = self.platform.s3.keys
-            s3_env = s3_client_environment(endpoint, self.platform.region, keys.access_key_id, keys.secret_access_key)
-            env = {**s3_env, **env}
+            env = {**s3_client_environment(endpoint), **env}
+        credentials = self._credentials(network)
+        if credentials is not None:
+            env = {**credentials[0].environment(), **env}
         command = ["train"] if spec.entrypoint is None and spec.arguments is None else spec.arguments
         for run in self._hosts:
             run.layout.create()
@@ -242,18 +244,34 @@ class TrainingJob:
                     self._volumes.append(volume)
                 binds = {}
                 mounts = list(engine_mounts(run.layout, run.fast_volumes))
+            hostname: str | None = instance_hostname(self._suffix, run.index)
+            aliases: tuple[str, ...] = (run.host.name, instance_hostname(self._suffix, run.index))
+            joined = network
+            if credentials is not None and network is not None:  # the host's name and network are its pod's
+                pod = start_credentials_pod(
+                    engine,
+                    credentials[1],
+                    name=f"{run.name}-pod",
+                    hostname=str(hostname),
+                    network=network,
+                    aliases=aliases,
+                    labels={**labels, "sm-contract.host": run.host.name},
+                    endpoint=credentials[0],
+                )
+                self._helpers.append(pod)
+                hostname, aliases, joined = None, (), f"container:{pod}"
             run.container_id = engine.create(
                 image=spec.image,
                 name=run.name,
-                hostname=instance_hostname(self._suffix, run.index),
+                hostname=hostname,
                 entrypoint=spec.entrypoint,
                 command=command,
                 environment=env,
                 binds=binds,
                 mounts=mounts,
                 labels={**labels, "sm-contract.host": run.host.name},
-                network=network,
-                aliases=(run.host.name, instance_hostname(self._suffix, run.index)),
+                network=joined,
+                aliases=aliases,
                 extra={
                     **gpu_plan(run.host.instance_type, self.gpus, self.platform.gpu_detection()).host_config,
                     # The instance type's vCPUs and memory (capped at the host's); `resource_limits` False: none.
@@ -388,6 +406,18 @@ class TrainingJob:
             except Exception as exc:
                 problems.append(f"{path} of {run.host.name} could not be copied out ({type(exc).__name__}: {exc})")
         return problems
+
+    def _credentials(self, network: str | None) -> tuple[CredentialsEndpoint, str] | None:
+        """The role's credentials endpoint and the pod image serving it; None under network isolation (no
+        credentials inside, §9) or where the helper image cannot be had (then none either, with a warning)."""
+        if self.spec.network_isolation or network in (None, "none"):
+            return None
+        image, why = self.platform.helper_image()
+        if image is None:
+            self._log_warnings.append(f"no container credentials endpoint (contract §11): {why}")
+            return None
+        keys = self.platform.s3.keys
+        return credentials_endpoint(keys.access_key_id, keys.secret_access_key, self.spec.role_arn, time.time()), image
 
     def _network(self, labels: Mapping[str, str]) -> str | None:
         """Every job gets a network of its own with the hosts' algo names as aliases (one host included: its

@@ -122,21 +122,15 @@ def container_environment(spec: TrainingJobSpec, region: str, set_region: bool) 
     return env
 
 
-def s3_client_environment(endpoint: str, region: str, access_key_id: str, secret_access_key: str) -> dict[str, str]:
+def s3_client_environment(endpoint: str) -> dict[str, str]:
     """How a container that calls S3 itself reaches the platform's S3 (only without network isolation).
 
-    boto3 reads AWS_ENDPOINT_URL_S3, the sagemaker-training toolkit reads S3_ENDPOINT_URL; the keys are
-    the session's own (its S3 denies every other key), standing in for the job's role (SageMaker serves
-    real ones through the container credentials endpoint). Nothing of the host's own AWS environment
-    is passed.
+    boto3 reads AWS_ENDPOINT_URL_S3, the sagemaker-training toolkit reads S3_ENDPOINT_URL. No keys and no
+    AWS_DEFAULT_REGION: real jobs get neither; the role's credentials come from the container credentials
+    endpoint (credentials.py) and the region from AWS_REGION (contract §11). Nothing of the host's own AWS
+    environment is passed.
     """
-    return {
-        "AWS_ENDPOINT_URL_S3": endpoint,
-        "S3_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": access_key_id,
-        "AWS_SECRET_ACCESS_KEY": secret_access_key,
-        "AWS_DEFAULT_REGION": region,
-    }
+    return {"AWS_ENDPOINT_URL_S3": endpoint, "S3_ENDPOINT_URL": endpoint}
 
 
 class HostLayout:

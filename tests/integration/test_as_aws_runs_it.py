@@ -13,11 +13,9 @@ from typing import Any
 
 import pytest
 
-from pytest_sagemaker_contract.jobs import job_name, with_overrides
-from pytest_sagemaker_contract.platform import TrainingJobResult, TrainingPlatform
+from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overrides
+from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingJobResult, TrainingPlatform
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
-
-from .conftest_helpers import local_platform
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"
 
@@ -26,8 +24,20 @@ pytestmark = pytest.mark.usefixtures("no_leftovers")
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
-    with local_platform(tmp_path_factory.mktemp("aws-env"), grace_s=10) as plat:
+    """Containers reach this session's S3 directly, at Docker's bridge gateway (as the plugin sets it up)."""
+    engine = Engine()
+    gateway = engine.bridge_gateway()
+    assert gateway, "these tests need Docker's default bridge on this machine"
+    s3 = S3Server(host=gateway).start()
+    s3.ensure_bucket(CHANNEL_BUCKET)
+    plat = TrainingPlatform(
+        engine, s3, tmp_path_factory.mktemp("aws-env"), grace_s=10, container_s3_endpoint=s3.endpoint_url
+    )
+    try:
         yield plat
+    finally:
+        plat.close()
+        s3.stop()
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +140,45 @@ def test_an_image_that_finds_itself_through_gethostname_fails_as_on_aws(
     result = platform.run(script_spec(busybox, "rank-by-hostname", RANK_FROM_HOSTNAME), timeout=60)
     assert result.TrainingJobStatus == "Failed"
     assert "cannot find my rank: host name ip-10-0-" in (result.FailureReason or "")
+
+
+# -- credentials: a container credentials endpoint and AWS_REGION, no static keys ---------------------------
+
+BOTO3_SCRIPT = """
+import os, boto3
+session = boto3.Session()
+creds = session.get_credentials()
+print("METHOD", creds.method)
+print("REGION", os.environ.get("AWS_REGION", "none"), session.region_name)
+print("STATIC", os.environ.get("AWS_ACCESS_KEY_ID", "none"), os.environ.get("AWS_DEFAULT_REGION", "none"))
+s3 = session.client("s3")
+s3.put_object(Bucket="{bucket}", Key="creds/written-by-the-job", Body=b"role credentials work")
+print("LISTED", [o["Key"] for o in s3.list_objects_v2(Bucket="{bucket}", Prefix="creds/")["Contents"]])
+open("/opt/ml/model/ok", "w").write("ok")
+"""
+
+
+def test_boto3_in_the_container_finds_the_role_credentials_with_no_configuration(
+    platform: TrainingPlatform, example_image: Callable[[str], str], tmp_path: Path
+) -> None:
+    image = example_image("toolkit-script-mode")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "creds.py").write_text(BOTO3_SCRIPT.format(bucket=CHANNEL_BUCKET))
+    spec = parse_request(
+        with_overrides(
+            None,
+            name=job_name("boto3-creds"),
+            image=image,
+            entrypoint=["python3", "/opt/ml/input/data/code/creds.py"],
+            channel_uris={"code": f"s3://{CHANNEL_BUCKET}/creds-code"},
+        )
+    )
+    result = platform.run(spec, timeout=300, local_channels={"code": code})
+    assert result.TrainingJobStatus == "Completed", result.log_tail(40)
+    assert tagged(result, "METHOD") == ["container-role"]
+    # AWS_REGION is set; boto3 reads only AWS_DEFAULT_REGION, which real jobs lack: no default region (§11).
+    assert tagged(result, "REGION") == ["us-east-1 None"]
+    assert tagged(result, "STATIC") == ["none none"]
+    assert tagged(result, "LISTED") == ["['creds/written-by-the-job']"]
+    assert platform.s3.get_bytes(f"s3://{CHANNEL_BUCKET}/creds/written-by-the-job") == b"role credentials work"

@@ -193,7 +193,18 @@ def test_without_isolation_containers_reach_s3_with_dummy_credentials_only(
     assert result.logs.count("S3 reachable") == hosts
     assert "the-hosts-own" not in result.logs
     keys = platform.s3.keys
-    assert f"CREDS {keys.access_key_id} {keys.secret_access_key} {platform.s3.endpoint_url}" in result.logs
+    # No static keys and no AWS_DEFAULT_REGION, as on SageMaker: the role's credentials come from the
+    # container credentials endpoint, the region from AWS_REGION (contract §11).
+    assert result.logs.count(f"CREDS none none {platform.s3.endpoint_url}") == hosts
+    assert result.logs.count("REGION us-east-1 none") == hosts
+    docs = [json.loads(text) for [text] in per_host(result, "CREDDOC").values()] if hosts > 1 else []
+    if hosts == 1:
+        docs = [json.loads(line.split(" ", 1)[1]) for line in result.logs.splitlines() if line.startswith("CREDDOC ")]
+    assert len(docs) == hosts
+    for doc in docs:
+        assert (doc["AccessKeyId"], doc["SecretAccessKey"]) == (keys.access_key_id, keys.secret_access_key)
+        assert doc["Token"]
+        assert doc["Expiration"].endswith("Z")
     assert os.environ["AWS_SECRET_ACCESS_KEY"] == "the-hosts-own-secret"
 
 
@@ -207,6 +218,7 @@ def test_network_isolation_blocks_s3_but_not_peers(platform: TrainingPlatform, p
     assert "S3 reachable" not in result.logs
     assert result.logs.count("S3 unreachable") == hosts
     assert "CREDS none none none" in result.logs
+    assert result.logs.count("CREDURI none") == hosts  # no credentials at all under isolation (§9, §11)
     assert "sagemaker-contract" not in result.logs
     if hosts == 1:  # one host's log lines carry no host prefix
         assert "PEER algo-1 yes" in result.logs.splitlines(), result.log_tail()

@@ -53,6 +53,11 @@ if [ -n "$S3_HOST" ]; then
     fi
 fi
 echo "CREDS ${AWS_ACCESS_KEY_ID:-none} ${AWS_SECRET_ACCESS_KEY:-none} ${AWS_ENDPOINT_URL_S3:-none}"
+echo "REGION ${AWS_REGION:-none} ${AWS_DEFAULT_REGION:-none}"
+echo "CREDURI ${AWS_CONTAINER_CREDENTIALS_FULL_URI:-none}"
+if [ -n "$AWS_CONTAINER_CREDENTIALS_FULL_URI" ]; then
+    echo "CREDDOC $(wget -q -O- "$AWS_CONTAINER_CREDENTIALS_FULL_URI" || echo unreachable)"
+fi
 if [ "${NEED_S3:-0}" = 1 ] && [ -z "$AWS_ENDPOINT_URL_S3" ]; then
     echo "cannot download the pretrained weights: no S3 endpoint" > /opt/ml/output/failure
     exit 3
