@@ -109,7 +109,8 @@ def _toolkit_diagnosis(pid1: str, children: Sequence[str], short_grace: str) -> 
         f"SageMaker SIGKILLs such a container at the end of its grace as well{short_grace}. Fixes that work "
         "with the toolkit: make PID 1 an exec-form ENTRYPOINT wrapper that starts `train`, forwards SIGTERM "
         "to the processes it starts and waits for them (about 20 lines of Python: subprocess.Popen(['train']), "
-        "a SIGTERM handler that signals the process group, then wait); or write checkpoints (CheckpointConfig, /opt/ml/checkpoints) "
+        "a SIGTERM handler that signals the process group, then wait); or write checkpoints (CheckpointConfig, "
+        "/opt/ml/checkpoints) "
         "and the model to /opt/ml/model often enough that a SIGKILL loses little."
     )
 
