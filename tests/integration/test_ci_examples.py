@@ -1,4 +1,4 @@
-"""The CI examples work as written: their own pytest command lines, read from the YAML, gate a real image.
+"""The CI examples and the reusable action work as written: their own commands, read from the YAML, gate a real image.
 
 Each example's gate command runs unchanged in a directory laid out like a user's image repository (job.json,
 tests/data), with the kmeans example's image in place of `algo:ci`: GitHub's on the local engine, GitLab's
@@ -84,6 +84,7 @@ def run_gate(example: str, image: str, cwd: Path, env: dict[str, str]) -> subpro
 
 
 def check_reports(done: subprocess.CompletedProcess[str], cwd: Path) -> None:
+    """The gate passed, and its three reports are there and well-formed (`cwd`: where they were written)."""
     output = done.stdout[-6000:] + done.stderr[-3000:]
     assert done.returncode == 0, output
     report = json.loads((cwd / "contract.json").read_text())
@@ -136,3 +137,39 @@ def test_the_gitlab_gate_command_passes_on_a_non_local_engine(
     done = run_gate("gitlab-ci.yml", kmeans, cwd, {**os.environ, "DOCKER_HOST": remote_engine})
     check_reports(done, cwd)
     assert f"engine {remote_engine}" in done.stdout, "the run used the non-local engine"
+
+
+def action_gate() -> str:
+    """The shell script of the reusable action's gate step (action.yml at the repository's root)."""
+    action: dict[str, Any] = yaml.safe_load((REPO / "action.yml").read_text())
+    assert action["runs"]["using"] == "composite"
+    (step,) = [s for s in action["runs"]["steps"] if s.get("name") == "SageMaker training contract"]
+    assert set(step["env"]) == {"SM_IMAGE", "SM_JOB", "SM_CHANNELS", "SM_STRICT", "SM_OPTIONS", "SM_REPORTS"}
+    script: str = step["run"]
+    return script
+
+
+def test_the_action_installs_the_plugin_from_its_own_checkout() -> None:
+    action: dict[str, Any] = yaml.safe_load((REPO / "action.yml").read_text())
+    runs = [s.get("run", "") for s in action["runs"]["steps"]]
+    assert any('pip install "$GITHUB_ACTION_PATH"' in run for run in runs)
+    assert set(action["inputs"]) >= {"image", "job", "channels", "strict", "options"}
+
+
+def test_the_action_gate_passes_a_good_image(kmeans: str, tmp_path: Path, no_leftovers: str) -> None:
+    """The action's gate step as GitHub runs it (bash, inputs as environment), on the local engine."""
+    cwd = user_repository(tmp_path)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "SM_IMAGE": kmeans,
+        "SM_JOB": "job.json",
+        "SM_CHANNELS": "train=tests/data",
+        "SM_STRICT": "true",
+        "SM_OPTIONS": "--sm-sigterm-hyperparameter epochs=1000 --sm-stop-on-log '^epoch 2/' --sm-grace 30",
+        "SM_REPORTS": "reports",
+    }
+    done = subprocess.run(
+        ["bash", "-c", action_gate()], cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    check_reports(done, cwd / "reports")
