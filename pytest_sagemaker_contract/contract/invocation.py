@@ -43,6 +43,20 @@ def model_problem(files: list[str], globs: list[str], links: list[str] | None = 
     return None
 
 
+def written_elsewhere(result: TrainingJobResult) -> str:
+    """Where the image wrote files when its model directory stayed empty: the usual cause, named."""
+    found = sorted({f for h in result.hosts for f in h.written_elsewhere})
+    if not found:
+        return ""
+    return f" (the image wrote {', '.join(found[:5])}; SageMaker uploads only /opt/ml/model)"
+
+
+def default_model_problem(sm_contract: CheckContext, result: TrainingJobResult) -> str | None:
+    """What is wrong with a Completed default run's model, with where the files went; None when it is right."""
+    problem = model_problem(result.model_files, expected_model(sm_contract), result.model_links)
+    return f"{problem}{written_elsewhere(result)}" if problem else None
+
+
 def _run_shape(sm_contract: CheckContext, shape: str, invocation: JobOverrides) -> None:
     """Run one request shape (the job file's own ContainerEntrypoint/ContainerArguments dropped first)."""
     invocation["keep_invocation"] = False
@@ -50,7 +64,7 @@ def _run_shape(sm_contract: CheckContext, shape: str, invocation: JobOverrides) 
     if result.TrainingJobStatus != "Completed" and invocation.get("entrypoint") and not invocation.get("arguments"):
         _fail_if_train_argument_needed(sm_contract, shape, result)
     sm_contract.expect_completed(result, shape)
-    problem = model_problem(result.model_files, expected_model(sm_contract))
+    problem = default_model_problem(sm_contract, result)
     if problem:
         sm_contract.fail(f"{shape}: Completed but {problem}; write the model to /opt/ml/model", result)
 
@@ -101,7 +115,7 @@ def _run_derived(sm_contract: CheckContext, key: str, field: str) -> None:
 def sm_run_default(sm_contract: CheckContext) -> None:
     result = sm_contract.default_run()
     sm_contract.expect_completed(result, "docker run IMAGE train")
-    problem = model_problem(result.model_files, expected_model(sm_contract), result.model_links)
+    problem = default_model_problem(sm_contract, result)
     if problem:
         sm_contract.fail(f"docker run IMAGE train: Completed but {problem}; write the model to /opt/ml/model", result)
     limits = _resource_note(sm_contract)

@@ -16,7 +16,7 @@ from typing import NoReturn
 from ..diagnosis import SigtermEffect, diagnose_kill, process_tree_text, signals_text, sigterm_effect
 from ..jobs import JobOverrides, session_uri
 from ..platform import TrainingJob, TrainingJobResult
-from .invocation import expected_model, model_problem
+from .invocation import expected_model, model_problem, written_elsewhere
 from .suite import CheckContext, check
 
 #: Hyperparameter names that usually set how long training runs, most telling first.
@@ -156,7 +156,7 @@ def _stopped_verdict(sm_contract: CheckContext, result: TrainingJobResult, grace
         )
     problem = model_problem(result.model_files, expected_model(sm_contract))
     if problem:
-        elsewhere = _written_elsewhere(result)
+        elsewhere = written_elsewhere(result)
         sm_contract.fail(
             f"{what}: the container exited {seconds:.1f} s after SIGTERM ({_exit_text(result)}), but {problem}"
             f"{elsewhere}. Save the model to /opt/ml/model in the SIGTERM handler before exiting: SageMaker uploads "
@@ -169,13 +169,6 @@ def _stopped_verdict(sm_contract: CheckContext, result: TrainingJobResult, grace
     return (
         f"exited {seconds:.1f} s after SIGTERM (grace {grace:g} s){exit_note}; {effect.evidence}; model saved: {shown}"
     )
-
-
-def _written_elsewhere(result: TrainingJobResult) -> str:
-    found = sorted({f for h in result.hosts for f in h.written_elsewhere})
-    if not found:
-        return ""
-    return f" (the image wrote {', '.join(found[:5])}; SageMaker uploads only /opt/ml/model)"
 
 
 @check(

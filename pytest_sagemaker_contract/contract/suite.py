@@ -482,8 +482,11 @@ class CheckContext:
     def require_default(self) -> TrainingJobResult:
         """The default run; if it failed, fail this check with a pointer instead of another copy of the cause."""
         result = self.default_run()
-        if result.TrainingJobStatus != "Completed":
-            reason = " ".join(str(result.FailureReason or result.TrainingJobStatus).split())
+        from .invocation import default_model_problem  # the model rule lives with SM-RUN-DEFAULT
+
+        problem = default_model_problem(self, result) if result.TrainingJobStatus == "Completed" else None
+        if result.TrainingJobStatus != "Completed" or problem:
+            reason = " ".join(str(problem or result.FailureReason or result.TrainingJobStatus).split())
             self.note.message = f"blocked by SM-RUN-DEFAULT: {reason}"
             self.note.log_tail = ""
             self.note.sections.clear()

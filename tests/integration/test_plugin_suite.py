@@ -215,3 +215,23 @@ def test_two_images_get_two_suites(pytester: pytest.Pytester, example_image: Cal
     result = run_suite(pytester, f"--sm-image={a}", f"--sm-image={b}", "-k", "SM-IMG")
     result.assert_outcomes(passed=8, failed=1, skipped=1)
     result.stdout.fnmatch_lines([f"sagemaker-contract/{a} *", f"sagemaker-contract/{b} *"])
+
+
+def test_a_model_saved_in_the_wrong_place_is_one_failure_that_says_where_it_went(
+    pytester: pytest.Pytester, example_image: Callable[[str | Path], str]
+) -> None:
+    """One cause, one failure (issue 17, item 4): SM-RUN-DEFAULT names where the files went; the checks that rest on
+    its model say "blocked by SM-RUN-DEFAULT" in one line, without a log tail of their own."""
+    image = example_image(REPO / "tests" / "images" / "model-elsewhere")
+    report = pytester.path / "report.json"
+    result = run_suite(pytester, f"--sm-image={image}", f"--sm-report={report}", "-k", "SM-RUN or SM-OUT")
+    checks = {c["id"]: c for c in json.loads(report.read_text())["images"][0]["checks"]}
+    default = checks["SM-RUN-DEFAULT"]["message"]
+    assert checks["SM-RUN-DEFAULT"]["outcome"] == "failed"
+    assert "the model directory /opt/ml/model was empty" in default
+    assert "/opt/ml/output/model/m.txt" in default
+    assert "/var/models/final.bin" in default
+    assert "SageMaker uploads only /opt/ml/model" in default
+    blocked = [c for c in checks.values() if c["message"].startswith("blocked by SM-RUN-DEFAULT: ")]
+    assert {c["id"] for c in blocked} >= {"SM-OUT-MODEL", "SM-RUN-ENTRYPOINT", "SM-RUN-ARGUMENTS", "SM-RUN-BOTH"}
+    assert result.stdout.str().count("sagemaker log (tail)") == 1
