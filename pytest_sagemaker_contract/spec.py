@@ -425,6 +425,10 @@ def parse_request(
     ckpt = req.get("CheckpointConfig")
     stopping = req.get("StoppingCondition") or {}
     not_simulated = sorted(k for k in req if k not in SIMULATED_FIELDS)
+    if (req.get("ResourceConfig") or {}).get("VolumeSizeInGB") is not None:  # §11: checked only partly
+        not_simulated.append(
+            "ResourceConfig.VolumeSizeInGB beyond the staged input (writes during training are not capped)"
+        )
     not_simulated += sorted(
         f"AlgorithmSpecification.{k}"
         for k in algo

@@ -59,6 +59,7 @@ from .logs import MAX_LINE_BYTES, LogBuffer, durable_log_dir
 from .pipes import EngineFifoFeeder, PipeFeeder, PipeOptions, pipe_feeder
 from .resources import DEFAULT_GRACE_S, PlatformResources
 from .result import HostResult, Timeline, TrainingJobResult, decide_verdict
+from .volume import input_disk_error
 
 __all__ = ["DEFAULT_GRACE_S", "TrainingJob"]
 
@@ -480,6 +481,9 @@ class TrainingJob:
                             region=self.platform.region,
                         )
                     )
+            modes = {c.name: c.input_mode for c in spec.channels}
+            hosts = {run.host.name: run.channels for run in self._hosts}
+            self._client_error = input_disk_error(spec.volume_size_gb, hosts, modes)  # contract §11
         except ChannelError as exc:
             self._client_error = str(exc)
 

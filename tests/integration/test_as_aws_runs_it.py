@@ -182,3 +182,31 @@ def test_boto3_in_the_container_finds_the_role_credentials_with_no_configuration
     assert tagged(result, "STATIC") == ["none none"]
     assert tagged(result, "LISTED") == ["['creds/written-by-the-job']"]
     assert platform.s3.get_bytes(f"s3://{CHANNEL_BUCKET}/creds/written-by-the-job") == b"role credentials work"
+
+
+# -- disk: File-mode input must fit on the ML storage volume (VolumeSizeInGB) ------------------------------
+
+
+def _volume_1_gb(req: dict[str, Any]) -> None:
+    req["ResourceConfig"]["VolumeSizeInGB"] = 1
+
+
+def test_input_larger_than_the_volume_fails_before_the_container_starts(
+    platform: TrainingPlatform, busybox: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    with (data / "big.bin").open("wb") as handle:  # sparse: 1.5 GiB long, no disk used
+        handle.truncate(3 * (1 << 29))
+    (data / "small.csv").write_text("x\n")
+    uri = f"s3://{CHANNEL_BUCKET}/disk-input"
+    spec = script_spec(busybox, "disk", "echo started", request=_volume_1_gb, channel_uris={"train": uri})
+    result = platform.run(spec, timeout=60, local_channels={"train": data})
+    assert result.TrainingJobStatus == "Failed"
+    reason = result.FailureReason or ""
+    assert reason.startswith("ClientError: Data download failed:Insufficient disk space (")
+    assert "VolumeSizeInGB=1" in reason
+    assert "started" not in result.logs  # no container ran
+    assert "ResourceConfig.VolumeSizeInGB beyond the staged input (writes during training are not capped)" in (
+        spec.not_simulated
+    )
