@@ -1,5 +1,6 @@
 """Users' own AWS code against the `sagemaker_api` fixture (pytester, real engine): boto3 through `client()`,
-the AWS CLI and the SageMaker Python SDK v2 as subprocesses with `env()`, each unchanged but for endpoints."""
+the AWS CLI, the SageMaker Python SDK v2 and sagemaker-core (its `TrainingJob.create`, what SDK v3 builds on)
+as subprocesses with `env()`, each unchanged but for endpoints."""
 
 from __future__ import annotations
 
@@ -132,6 +133,45 @@ job.wait(logs=False)
 print("STOPPED", session.describe_training_job(job.name)["TrainingJobStatus"])
 """
 
+CORE_SCRIPT = r"""
+import sys
+import boto3
+from sagemaker_core.resources import TrainingJob
+from sagemaker_core.shapes import AlgorithmSpecification, OutputDataConfig, ResourceConfig, StoppingCondition
+
+epochs, failing = sys.argv[1], sys.argv[2]
+boto3.client("s3").create_bucket(Bucket="core")
+
+
+def create(name, image, **env):
+    return TrainingJob.create(
+        training_job_name=name,
+        role_arn="arn:aws:iam::123456789012:role/SageMakerRole",
+        algorithm_specification=AlgorithmSpecification(training_image=image, training_input_mode="File"),
+        output_data_config=OutputDataConfig(s3_output_path="s3://core/out"),
+        resource_config=ResourceConfig(instance_type="ml.m5.large", instance_count=1, volume_size_in_gb=1),
+        stopping_condition=StoppingCondition(max_runtime_in_seconds=300),
+        environment=env,
+    )
+
+
+job = create("core-fit", epochs, EPOCHS="2")
+job.wait(logs=True)
+print("STATUS", job.training_job_status, job.model_artifacts.s3_model_artifacts)
+failed = create("core-fails", failing)
+try:
+    failed.wait()
+except Exception as exc:
+    print("FAILURE", type(exc).__name__, exc)
+stopped = create("core-stop", epochs, EPOCHS="300")
+while stopped.secondary_status != "Training":
+    stopped.refresh()
+# sagemaker-core 1.0's TrainingJob.stop() reads a client attribute its SageMakerClient lacks: stop as boto3 does
+boto3.client("sagemaker").stop_training_job(TrainingJobName="core-stop")
+stopped.wait()
+print("STOPPED", stopped.training_job_status)
+"""
+
 SDK_TEST = r"""
 import os
 import subprocess
@@ -159,6 +199,24 @@ def test_sdk_v2_estimator_fit(sagemaker_api, tmp_path):
     assert "STOPPED Stopped" in out
     assert "telemetry" not in done.stderr.lower() or "Request exception" not in done.stderr
     assert sagemaker_api.result("sdk-stop", timeout=60).logs_after_sigterm
+
+
+def test_sagemaker_core_training_job(sagemaker_api, tmp_path):
+    script = tmp_path / "core_job.py"
+    script.write_text(os.environ["CORE_SCRIPT"])
+    env = sagemaker_api.env()
+    if os.environ.get("SDK_PATH"):
+        env["PYTHONPATH"] = os.environ["SDK_PATH"]
+    done = subprocess.run(
+        [sys.executable, str(script), os.environ["EPOCHS_IMAGE"], os.environ["FAILING_IMAGE"]],
+        env=env, capture_output=True, text=True, timeout=400,
+    )
+    print(done.stdout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "STATUS Completed s3://core/out/core-fit/output/model.tar.gz" in done.stdout
+    assert "trained 2 epochs" in done.stdout + done.stderr  # wait(logs=True) streamed the container's log
+    assert "loss diverged" in done.stdout.split("FAILURE", 1)[1]
+    assert "STOPPED Stopped" in done.stdout
 """
 
 
@@ -190,7 +248,7 @@ def test_boto3_and_the_aws_cli_through_the_fixture(
         result.assert_outcomes(passed=2)
 
 
-def test_sagemaker_sdk_v2_fit_stop_and_failure(
+def test_sagemaker_sdk_v2_and_sagemaker_core(
     pytester: pytest.Pytester,
     epochs_image: str,
     example_image: Callable[[str | Path], str],
@@ -202,9 +260,10 @@ def test_sagemaker_sdk_v2_fit_stop_and_failure(
     monkeypatch.setenv("EPOCHS_IMAGE", epochs_image)
     monkeypatch.setenv("FAILING_IMAGE", example_image(IMAGES / "fails-with-log"))
     monkeypatch.setenv("SDK_SCRIPT", SDK_SCRIPT)
+    monkeypatch.setenv("CORE_SCRIPT", CORE_SCRIPT)
     monkeypatch.setenv("SDK_PATH", SDK_PATH)
     for name in [k for k in os.environ if k.startswith("AWS_")]:
         monkeypatch.delenv(name)
     pytester.makepyfile(test_sdk=SDK_TEST)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sm-grace", "20")
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
