@@ -34,7 +34,7 @@ _KILLING = "while the platform was killing it"
 
 
 class HostRun(Protocol):
-    """What the watcher reads and writes of one host's run (job.py's `_HostRun`)."""
+    """What the watcher reads and writes of one host's run (job_plan.py's `HostRun`)."""
 
     container_id: str | None
     name: str

@@ -329,6 +329,19 @@ def reap_dead_sessions(engine: Engine, tempdir: Path | None = None) -> Reaped:
             return False
         return not vouched(owner) if owner.keeper else owner.is_dead()
 
+    _reap_resources(engine, reaped, dead, containers, networks, volumes)
+    _reap_workdirs(engine, reaped, vouched, tempdir or Path(tempfile.gettempdir()))
+    return reaped
+
+
+def _reap_resources(
+    engine: Engine,
+    reaped: Reaped,
+    dead: Callable[[Mapping[str, str] | None], bool],
+    containers: list[dict[str, Any]],
+    networks: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+) -> None:
     now = time.time()
     for container in containers:
         labels = container.get("Labels") or {}
@@ -357,7 +370,10 @@ def reap_dead_sessions(engine: Engine, tempdir: Path | None = None) -> Reaped:
                 partial(engine.remove_volume, volume["Name"]),
                 f"remove it with: docker volume rm {volume['Name']}",
             )
-    root = tempdir or Path(tempfile.gettempdir())
+
+
+def _reap_workdirs(engine: Engine, reaped: Reaped, vouched: Callable[[Owner], bool], root: Path) -> None:
+    """Work directories whose owner is dead: by its keeper on this engine, else by its pid."""
     this_engine = _engine_key(engine)
     for workdir in root.glob(WORKDIR_GLOB):
         try:
@@ -372,4 +388,3 @@ def reap_dead_sessions(engine: Engine, tempdir: Path | None = None) -> Reaped:
             continue
         if gone:
             reaped.attempt(f"directory {workdir}", partial(shutil.rmtree, workdir), f"remove it with: rm -rf {workdir}")
-    return reaped

@@ -8,7 +8,8 @@ from typing import Any
 import docker.errors
 import pytest
 
-from pytest_sagemaker_contract.platform.job import TrainingJob
+from pytest_sagemaker_contract.platform.job_plan import JobState
+from pytest_sagemaker_contract.platform.job_run import outside_kill as job_outside_kill
 from pytest_sagemaker_contract.platform.result import (
     INTERNAL_ERROR_PREFIX,
     MAX_FAILURE_REASON,
@@ -74,12 +75,9 @@ class _Engine:
 def outside_kill(
     code: int, state: dict[str, Any] | None, *, sigkill_sent: bool = False, stop_reason: str | None = None
 ) -> str | None:
-    job = object.__new__(TrainingJob)
-    job.platform = SimpleNamespace(engine=_Engine(state))  # type: ignore[assignment]
-    job._stop_reason = stop_reason
-    job.timeline = Timeline()
+    phase = JobState(timeline=Timeline(), stop_reason=stop_reason).phase()
     run = SimpleNamespace(container_id="c", name="sm-x-algo-1-abc", sigkill_sent=sigkill_sent)
-    return job._outside_kill(run, code)  # type: ignore[arg-type]
+    return job_outside_kill(_Engine(state), run, code, phase)  # type: ignore[arg-type]
 
 
 def test_a_container_gone_after_its_exit_was_removed_from_outside() -> None:

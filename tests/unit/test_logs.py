@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_sagemaker_contract.platform import logs as logs_module
-from pytest_sagemaker_contract.platform.job import TrainingJob
+from pytest_sagemaker_contract.platform.job_run import follow_log
 from pytest_sagemaker_contract.platform.logs import TRUNCATION_MARK, LogBuffer, durable_log_dir
 from pytest_sagemaker_contract.platform.result import Timeline, TrainingJobResult
 
@@ -126,12 +126,9 @@ class _FakeEngine:
         yield from self.chunks
 
 
-def _follow(chunks: list[bytes], logs: LogBuffer) -> Any:
-    job = object.__new__(TrainingJob)
-    job.platform = SimpleNamespace(engine=_FakeEngine(chunks))  # type: ignore[assignment]
-    job._logs = logs
+def _follow(chunks: list[bytes], logs: LogBuffer, engine: _FakeEngine | None = None) -> Any:
     run = SimpleNamespace(container_id="c", host=SimpleNamespace(name="algo-1"), log_error=None)
-    job._follow(run)  # type: ignore[arg-type]
+    follow_log(engine or _FakeEngine(chunks), run, logs)  # type: ignore[arg-type]
     return run
 
 
@@ -146,7 +143,7 @@ def test_the_follower_keeps_a_last_line_without_newline_past_the_window(tmp_path
 
 
 def test_the_follower_splits_an_endless_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("pytest_sagemaker_contract.platform.job.MAX_LINE_BYTES", 100)
+    monkeypatch.setattr("pytest_sagemaker_contract.platform.job_run.MAX_LINE_BYTES", 100)
     logs = buffer(tmp_path)
     _follow([b"x" * 150, b"y" * 150, b"\nend"], logs)
     assert all(len(line) <= 400 for line in logs.tail(10))
@@ -161,11 +158,7 @@ def test_a_broken_stream_is_recorded(tmp_path: Path) -> None:
             raise ConnectionError("engine went away")
 
     logs = buffer(tmp_path)
-    job = object.__new__(TrainingJob)
-    job.platform = SimpleNamespace(engine=Broken([]))  # type: ignore[assignment]
-    job._logs = logs
-    run = SimpleNamespace(container_id="c", host=SimpleNamespace(name="algo-1"), log_error=None)
-    job._follow(run)  # type: ignore[arg-type]
+    run = _follow([], logs, Broken([]))
     assert run.log_error == "ConnectionError: engine went away"
     assert logs.text() == "one\ntwo"
 
