@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-import fnmatch
 import shlex
 
 from ..jobs import JobOverrides, session_uri
 from ..platform import TrainingJobResult
 from ..platform.instances import engine_capacity, resource_plan
+from .model import model_verdict
 from .suite import CheckContext, check, external_script, invocation_for
 
 SCRIPT_CHANNEL = "entrypoint"
@@ -25,36 +25,9 @@ def expected_model(sm_contract: CheckContext) -> list[str]:
     return list(sm_contract.settings.expect_model)
 
 
-def model_problem(files: list[str], globs: list[str], links: list[str] | None = None) -> str | None:
-    """Why the model files miss the expectation (`--sm-expect-model`), or None when they meet it.
-
-    `links` (`name -> target`) are the model's symbolic links: kept as links, they are no model file."""
-    if not globs:
-        if not files and links:
-            return (
-                f"the model directory /opt/ml/model held only symbolic links ({', '.join(links[:3])}): "
-                "model.tar.gz keeps a link as a link (as SageMaker's tar does), so it holds no model bytes"
-            )
-        return None if files else "the model directory /opt/ml/model was empty"
-    missing = [g for g in globs if not fnmatch.filter(files, g)]
-    if missing:
-        shown = ", ".join(files[:10]) or "nothing"
-        return f"no model file matches {', '.join(missing)} (the model held: {shown})"
-    return None
-
-
-def written_elsewhere(result: TrainingJobResult) -> str:
-    """Where the image wrote files when its model directory stayed empty: the usual cause, named."""
-    found = sorted({f for h in result.hosts for f in h.written_elsewhere})
-    if not found:
-        return ""
-    return f" (the image wrote {', '.join(found[:5])}; SageMaker uploads only /opt/ml/model)"
-
-
 def default_model_problem(sm_contract: CheckContext, result: TrainingJobResult) -> str | None:
-    """What is wrong with a Completed default run's model, with where the files went; None when it is right."""
-    problem = model_problem(result.model_files, expected_model(sm_contract), result.model_links)
-    return f"{problem}{written_elsewhere(result)}" if problem else None
+    """What is wrong with a Completed run's model, with where the files went; None when it is right."""
+    return model_verdict(result, expected_model(sm_contract))
 
 
 def _run_shape(sm_contract: CheckContext, shape: str, invocation: JobOverrides) -> None:

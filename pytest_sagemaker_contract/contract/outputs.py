@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import tarfile
 
-from .invocation import expected_model, model_problem
+from .invocation import expected_model
+from .model import model_problem
 from .suite import CheckContext, check
 
 

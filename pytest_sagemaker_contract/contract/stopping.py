@@ -16,7 +16,8 @@ from typing import NoReturn
 from ..diagnosis import SigtermEffect, diagnose_kill, process_tree_text, signals_text, sigterm_effect
 from ..jobs import JobOverrides, session_uri
 from ..platform import TrainingJob, TrainingJobResult
-from .invocation import expected_model, model_problem, written_elsewhere
+from .invocation import expected_model
+from .model import model_problem, written_elsewhere
 from .suite import CheckContext, check
 
 #: Hyperparameter names that usually set how long training runs, most telling first.

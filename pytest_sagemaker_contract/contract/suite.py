@@ -26,6 +26,7 @@ from ..platform import TrainingJob, TrainingJobResult, TrainingPlatform
 from ..platform.logs import durable_log_dir
 from ..session import SUITE_IMAGE_KEY, session_of
 from ..settings import Settings
+from .model import model_verdict
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -482,9 +483,8 @@ class CheckContext:
     def require_default(self) -> TrainingJobResult:
         """The default run; if it failed, fail this check with a pointer instead of another copy of the cause."""
         result = self.default_run()
-        from .invocation import default_model_problem  # the model rule lives with SM-RUN-DEFAULT
-
-        problem = default_model_problem(self, result) if result.TrainingJobStatus == "Completed" else None
+        completed = result.TrainingJobStatus == "Completed"
+        problem = model_verdict(result, list(self.settings.expect_model)) if completed else None
         if result.TrainingJobStatus != "Completed" or problem:
             reason = " ".join(str(problem or result.FailureReason or result.TrainingJobStatus).split())
             self.note.message = f"blocked by SM-RUN-DEFAULT: {reason}"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pytest_sagemaker_contract.contract.invocation import model_problem
+from pytest_sagemaker_contract.contract.model import model_problem
 from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overrides
 from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingPlatform
 from pytest_sagemaker_contract.platform.engine import LABEL_RUN
