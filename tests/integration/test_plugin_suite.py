@@ -200,10 +200,13 @@ def test_keep_prints_paths_and_leaves_containers(
     assert run_id is not None
     path = Path(re.search(r"under (\S+) and", line).group(1))  # type: ignore[union-attr]
     assert path.is_dir()
-    kept = docker_client.api.containers(all=True, filters={"label": f"sm-contract.run={run_id.group(1)}"})
-    assert len(kept) == 1
+    labelled = {"label": f"sm-contract.run={run_id.group(1)}"}
+    kept = docker_client.api.containers(all=True, filters=labelled)
+    assert len([c for c in kept if not c["Names"][0].endswith("-pod")]) == 1  # and its credentials pod (§11)
     for c in kept:
         docker_client.api.remove_container(c["Id"], force=True)
+    for network in docker_client.api.networks(filters=labelled):  # the job's own network, kept with it
+        docker_client.api.remove_network(network["Id"])
     import shutil
 
     shutil.rmtree(path)
