@@ -19,7 +19,7 @@ import pytest
 from _pytest.junitxml import xml_key
 
 from .platform import TrainingJob
-from .report_timeline import parse_timeline, timeline_json
+from .report_timeline import json_list, parse_timeline, timeline_json
 
 __all__ = ["JUnitDetails", "detail_properties", "details_text", "parse_sections"]
 
@@ -43,15 +43,7 @@ def detail_properties(
 
 def parse_sections(raw: object) -> list[tuple[str, str]]:
     """The `sm_sections` property back as (title, text) pairs (empty when absent or malformed)."""
-    if not isinstance(raw, str):
-        return []
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return []
-    if not isinstance(data, list):
-        return []
-    return [(str(p[0]), str(p[1])) for p in data if isinstance(p, list) and len(p) == 2]
+    return [(str(p[0]), str(p[1])) for p in json_list(raw) if isinstance(p, list) and len(p) == 2]
 
 
 def details_text(props: dict[str, Any]) -> str:

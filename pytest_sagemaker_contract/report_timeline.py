@@ -70,15 +70,20 @@ def timeline_json(jobs: list[TrainingJob]) -> str:
     return json.dumps([job_entry(job) for job in ordered], separators=(",", ":"))
 
 
-def parse_timeline(raw: object) -> list[dict[str, Any]]:
-    """The `sm_timeline` property back as a list of job entries (empty when absent or malformed)."""
+def json_list(raw: object) -> list[Any]:
+    """A JSON-list user property back as a list (empty when absent or malformed: properties cross xdist)."""
     if not isinstance(raw, str):
         return []
     try:
         data = json.loads(raw)
     except ValueError:
         return []
-    return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
+    return data if isinstance(data, list) else []
+
+
+def parse_timeline(raw: object) -> list[dict[str, Any]]:
+    """The `sm_timeline` property back as a list of job entries (empty when absent or malformed)."""
+    return [entry for entry in json_list(raw) if isinstance(entry, dict)]
 
 
 def _rounded(value: float | None) -> float | None:
