@@ -86,6 +86,13 @@ class Session:
 
 
 def containers(client: docker.DockerClient, tag: str) -> list[dict[str, object]]:
+    """The session's job containers (each host's credentials pod, which shares its network, left out)."""
+    found = client.api.containers(all=True, filters={"label": f"sm-contract.tag={tag}"})
+    return [c for c in found if not str(c["Names"][0]).endswith("-pod")]
+
+
+def everything(client: docker.DockerClient, tag: str) -> list[dict[str, object]]:
+    """Every container of the session, credentials pods included: what cleanup must remove."""
     return client.api.containers(all=True, filters={"label": f"sm-contract.tag={tag}"})
 
 
@@ -117,7 +124,7 @@ def test_a_stopped_test_process_removes_its_containers(
     session.proc.send_signal(signum)
     code, out = session.finish()
     assert code == pytest.ExitCode.INTERRUPTED, out
-    assert containers(docker_client, session.tag) == [], out
+    assert everything(docker_client, session.tag) == [], out
     assert "Traceback" not in out
     assert not list(Path("/tmp").glob(f"sm-contract-{session.tag}-*"))
 
@@ -137,7 +144,7 @@ def test_sigkill_leftovers_are_removed_by_the_next_session_but_a_live_one_is_kep
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--sm-image={image}", "--sm-no-suite")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*removed * leftover(s) of sessions that died before cleaning up*"])
-    assert containers(docker_client, killed.tag) == []
+    assert everything(docker_client, killed.tag) == []
     assert not list(Path("/tmp").glob(f"sm-contract-{killed.tag}-*"))
 
     [still] = containers(docker_client, live.tag)
@@ -145,4 +152,4 @@ def test_sigkill_leftovers_are_removed_by_the_next_session_but_a_live_one_is_kep
     live.proc.send_signal(signal.SIGTERM)
     code, out = live.finish()
     assert code == pytest.ExitCode.INTERRUPTED, out
-    assert containers(docker_client, live.tag) == []
+    assert everything(docker_client, live.tag) == []

@@ -81,7 +81,10 @@ def test_slow_handler_passes_with_a_long_enough_grace(
     result, checks = run_checks(pytester, image, "-k", "SM-SIG-TERM", "--sm-grace=120", "--sm-stop-on-log=^step 1$")
     result.assert_outcomes(passed=1)  # exited within the grace: no SIGKILL
     message = checks["SM-SIG-TERM"][1]
-    assert "(grace 120 s), exit code 0; model saved: model.txt" in message
+    assert (
+        "(grace 120 s), exit code 0; PID 1 (/bin/sh /opt/program/train.sh train) catches SIGTERM; model saved: model.txt"
+        in message
+    )
     # A lower bound only: the handler's eight 1 s sleeps ran to the end before the exit (load only adds).
     assert float(message.split()[1]) >= 7.9
 
