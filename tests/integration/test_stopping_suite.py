@@ -82,8 +82,8 @@ def test_slow_handler_passes_with_a_long_enough_grace(
     result.assert_outcomes(passed=1)  # exited within the grace: no SIGKILL
     message = checks["SM-SIG-TERM"][1]
     assert (
-        "(grace 120 s), exit code 0; PID 1 (/bin/sh /opt/program/train.sh train) catches SIGTERM; model saved: model.txt"
-        in message
+        "(grace 120 s), exit code 0; PID 1 (/bin/sh /opt/program/train.sh train) catches SIGTERM; model saved: "
+        "model.txt" in message
     )
     # A lower bound only: the handler's eight 1 s sleeps ran to the end before the exit (load only adds).
     assert float(message.split()[1]) >= 7.9
