@@ -83,5 +83,7 @@ def test_forwarding_wrapper_passes_the_sigterm_checks(
 ) -> None:
     result, checks = run_checks(pytester, forwarding, *SHORT, "-k", "SM-SIG-TERM or SM-SIG-MAX-RUNTIME")
     result.assert_outcomes(passed=2)
-    assert checks["SM-SIG-TERM"][1].endswith("exit code 0; model saved: model.json"), checks
+    assert checks["SM-SIG-TERM"][1].endswith(
+        "exit code 0; PID 1 (python3 /usr/local/bin/forward-sigterm.py train) catches SIGTERM; model saved: model.json"
+    ), checks
     assert "Stopped/MaxRuntimeExceeded" in checks["SM-SIG-MAX-RUNTIME"][1]
