@@ -53,10 +53,13 @@ class ContractSession:
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+        # The worker's own input, not its environment: a pytest started inside a worker's test inherits
+        # PYTEST_XDIST_WORKER but is no worker, and must not share the worker's run-id prefix.
+        workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+        worker = str(workerinput.get("workerid", ""))
         #: A label for grouping (tests look for their own leftovers by it); never the key a sweep uses.
         self.tag = os.environ.get("SM_CONTRACT_RUN_ID", "")
-        base = self.tag or os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8]
+        base = self.tag or str(workerinput.get("testrunuid", ""))[:8]
         self.run_id = "-".join(p for p in (base, worker, os.urandom(4).hex()) if p)
         #: An xdist controller fixes its test run's id, which starts its workers' run ids (see close()).
         self._controller = not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no"

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..spec import TrainingJobSpec
 from .engine import EngineError
 from .interference import InterferenceWatcher
-from .job_collect import collect, wind_down
+from .job_collect import collect, fault_result, wind_down
 from .job_data import choose_job_data_path
 from .job_plan import JobContext, JobState, plan_job
 from .job_run import Supervisor, create_containers, create_network, job_environment, request_stop, start_hosts
@@ -112,8 +112,11 @@ class TrainingJob:
 
     def _finish(self) -> None:
         try:
-            wind_down(self._ctx)
-            self._result = collect(self._ctx)
+            try:
+                wind_down(self._ctx)
+                self._result = collect(self._ctx)
+            except Exception as exc:
+                self._result = fault_result(self._ctx, exc)
         finally:
             self._ctx.state.done.set()
 

@@ -20,7 +20,7 @@ from .job_plan import HostRun, JobContext
 from .job_run import join_follower
 from .result import HostResult, TrainingJobResult, Verdict, decide_verdict
 
-__all__ = ["collect", "wind_down"]
+__all__ = ["collect", "fault_result", "wind_down"]
 
 #: Where the image may write outside /opt/ml/model without it counting (the platform's own and the kernel's).
 _NOT_WRITTEN_ELSEWHERE = ("/opt/ml/input", "/opt/ml/model", "/proc", "/sys", "/dev", "/run", "/root/.cache")
@@ -65,6 +65,49 @@ def collect(ctx: JobContext) -> TrainingJobResult:
     )
     state.secondary_status = verdict.SecondaryStatus
     return _result(ctx, verdict, hosts, artifacts)
+
+
+def fault_result(ctx: JobContext, exc: BaseException) -> TrainingJobResult:
+    """The job's result when collecting it failed for a reason outside the image (its work directory removed by
+    another process, the engine gone mid-upload): Failed with an engine fault on every host, never a crashed
+    job thread and never blamed on the image."""
+    job_dir = ctx.plan.job_dir
+    if not job_dir.exists():
+        fault = (
+            f"the job's work directory {job_dir} was removed from outside the platform while the job ran "
+            "(another process cleaning the temporary directory?)"
+        )
+    else:
+        detail = (str(exc).strip().splitlines() or [""])[0][:300]
+        fault = f"the platform could not collect the job's results ({type(exc).__name__}: {detail})"
+    hosts: list[HostResult] = []
+    for run in ctx.plan.hosts:
+        if run.engine_fault is None:
+            run.engine_fault = fault
+        hosts.append(
+            HostResult(
+                host=run.host.name,
+                container_id=run.container_id,
+                exit_code=run.exit_code,
+                killed=run.killed,
+                start_error=run.start_error,
+                engine_fault=run.engine_fault,
+                exited=run.exited_at,
+            )
+        )
+    platform = ctx.platform
+    removals: list[Future[None]] = []
+    if not platform.keep:
+        ids = [r.container_id for r in ctx.plan.hosts if r.container_id]
+        removals = [platform.pool.submit(platform.engine.remove, cid) for cid in ids]
+    with contextlib.suppress(Exception):
+        _remove_resources(ctx, removals)
+    state = ctx.state
+    verdict = decide_verdict(hosts, client_error=state.client_error, first_failure=None, stop_reason=state.stop_reason)
+    state.secondary_status = verdict.SecondaryStatus
+    spec = ctx.plan.spec
+    model_uri = f"{spec.output_path}/{spec.name}/output/model.tar.gz"
+    return _result(ctx, verdict, hosts, _Artifacts(model_uri, Merged(), Merged(), None))
 
 
 def _host_results(ctx: JobContext) -> tuple[list[HostResult], bool, list[Future[None]]]:

@@ -305,6 +305,9 @@ def reap_dead_sessions(engine: Engine, tempdir: Path | None = None) -> Reaped:
     its owner's keeper had started, so its owner is alive exactly when the later keeper list shows it.
     """
     reaped = Reaped()
+    # Work directories are read before the keepers are listed, like the engine's resources: a directory
+    # created after that list (its session's keeper too new to be in it) must not be judged by it.
+    workdirs = _workdir_owners(engine, tempdir or Path(tempfile.gettempdir()))
     why = keeper_unavailable(engine)
     if why is not None:
         reaped.warnings.append(
@@ -330,7 +333,10 @@ def reap_dead_sessions(engine: Engine, tempdir: Path | None = None) -> Reaped:
         return not vouched(owner) if owner.keeper else owner.is_dead()
 
     _reap_resources(engine, reaped, dead, containers, networks, volumes)
-    _reap_workdirs(engine, reaped, vouched, tempdir or Path(tempfile.gettempdir()))
+    for workdir, owner, same_engine in workdirs:
+        gone = (not vouched(owner)) if owner.keeper and same_engine else owner.is_dead()
+        if gone:
+            reaped.attempt(f"directory {workdir}", partial(shutil.rmtree, workdir), f"remove it with: rm -rf {workdir}")
     return reaped
 
 
@@ -372,19 +378,18 @@ def _reap_resources(
             )
 
 
-def _reap_workdirs(engine: Engine, reaped: Reaped, vouched: Callable[[Owner], bool], root: Path) -> None:
-    """Work directories whose owner is dead: by its keeper on this engine, else by its pid."""
+def _workdir_owners(engine: Engine, root: Path) -> list[tuple[Path, Owner, bool]]:
+    """Each work directory with a complete owner record: the directory, its owner, and whether that owner's
+    keeper is on this engine (else only its pid can judge it)."""
     this_engine = _engine_key(engine)
+    found: list[tuple[Path, Owner, bool]] = []
     for workdir in root.glob(WORKDIR_GLOB):
         try:
             record = json.loads((workdir / OWNER_FILE).read_text())
             labels = record.get("owner", record) if isinstance(record, dict) else {}
             owner = Owner.from_mapping(labels)
-            if owner is None:
-                continue
-            same_engine = record.get("engine") == this_engine
-            gone = (not vouched(owner)) if owner.keeper and same_engine else owner.is_dead()
         except (OSError, ValueError, AttributeError):
             continue
-        if gone:
-            reaped.attempt(f"directory {workdir}", partial(shutil.rmtree, workdir), f"remove it with: rm -rf {workdir}")
+        if owner is not None:
+            found.append((workdir, owner, record.get("engine") == this_engine))
+    return found

@@ -288,3 +288,28 @@ def test_sigterm_to_the_xdist_controller_alone_leaves_no_containers(
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     assert docker_client.api.containers(all=True, filters=labelled) == [], out
     assert [p.name for p in log_root().glob(f"{no_leftovers}-*")] == [], "the workers' log folders are left"
+
+
+def test_a_work_directory_removed_by_another_process_is_an_environment_fault(
+    platform: TrainingPlatform, epochs: str
+) -> None:
+    """Another process cleaning the temporary directory removed a running job's work directory (seen under
+    `pytest -n 2`): the job ends Failed with that named as an engine fault, not a crashed job thread."""
+    job = platform.start(make_spec(epochs, "workdir-removed", EPOCHS="30"))
+    with job:
+        assert job.wait_for_log(r"^epoch 1$", timeout=60) is not None
+        subprocess.run(["rm", "-rf", str(job.job_dir)], check=True)
+        job.stop(grace=10)
+        result = job.wait(timeout=120)
+    assert result.TrainingJobStatus == "Failed", result.describe()
+    [fault] = result.engine_faults
+    assert fault == (
+        f"the job's work directory {job.job_dir} was removed from outside the platform while the job ran "
+        "(another process cleaning the temporary directory?)"
+    )
+    assert result.FailureReason == f"InternalServerError: {fault}"
+    suite = suite_for(platform, "SM-RUN-DEFAULT")
+    with pytest.raises(pytest.fail.Exception) as excinfo:
+        suite.expect_completed(result, "docker run IMAGE train")
+    assert "environment fault, not the image's: the job's work directory" in str(excinfo.value)
+    Path(suite.note.log_path).unlink(missing_ok=True)

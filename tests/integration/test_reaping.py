@@ -395,3 +395,29 @@ def test_a_keeper_removed_from_outside_is_restarted_at_the_next_claim(docker_cli
         assert second["State"] == "running"
     finally:
         engine.client.close()
+
+
+def test_a_session_that_starts_while_another_reaps_keeps_its_work_directory(
+    victims: list[Victim],
+    helper: str,
+    tmp_path: Path,
+    docker_client: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race seen under `pytest -n 2`: a session claims the engine and writes its work directory just after
+    a reaper listed the keepers. Judged by that older list, the new directory had no live keeper and was
+    removed under the running job. The new session starts exactly in that window here (a real process)."""
+    listed = owner_module._live_keepers
+    started: list[Victim] = []
+
+    def list_then_start_a_session(engine: Engine) -> object:
+        vouched = listed(engine)
+        started.append(Victim([], helper, tmp_path))
+        victims.append(started[-1])
+        return vouched
+
+    monkeypatch.setattr(owner_module, "_live_keepers", list_then_start_a_session)
+    reaped = reap_here(tmp_path)
+    [victim] = started
+    assert not [r for r in reaped.removed if victim.tag in r], reaped.removed
+    assert victim.resources(docker_client) == victim.all_resources()

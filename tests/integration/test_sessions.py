@@ -8,6 +8,7 @@ first session's result points at an S3 server that stopped with it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -98,3 +99,23 @@ def test_the_header_only_reads_what_session_start_measured(
     )
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines([f"sagemaker-contract: sm_image={image} (--sm-image)", "sagemaker-contract: engine *"])
+
+
+def test_a_pytest_started_inside_an_xdist_worker_is_not_that_worker(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session launched from a worker's test inherits PYTEST_XDIST_WORKER but is no worker: its run id must
+    not start with the worker's `<test run>-gw…` prefix, which that run's interrupted controller sweeps."""
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw7")
+    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", "feedc0de" * 4)
+    monkeypatch.delenv("SM_CONTRACT_RUN_ID", raising=False)
+    pytester.makepyfile(
+        "from pytest_sagemaker_contract.session import session_of\n"
+        "def test_run_id(request):\n"
+        "    print('RUN_ID=' + session_of(request.config).run_id)\n"
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sm-image=unused:tag", "--sm-no-suite", "-s")
+    result.assert_outcomes(passed=1)
+    [run_id] = re.findall(r"RUN_ID=(\S+)", result.stdout.str())
+    assert "gw7" not in run_id, run_id
+    assert "feedc0de" not in run_id, run_id
