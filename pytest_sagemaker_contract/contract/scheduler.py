@@ -20,7 +20,7 @@ import pytest
 
 from ..fixtures import TrainingJobFactory
 from ..session import session_of
-from .suite import CheckContext, ContractItem, ContractModule, RunOutcome, capture, run_check
+from .suite import CheckContext, CheckResult, ContractItem, ContractModule, capture, run_check
 
 __all__ = ["CheckScheduler"]
 
@@ -34,12 +34,12 @@ class CheckScheduler:
         self.parallel = parallel
         self.on_wait = on_wait
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="sm-check")
-        self._futures: dict[str, Future[RunOutcome]] = {}
+        self._futures: dict[str, Future[CheckResult]] = {}
         self._started: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
 
-    def outcome(self, item: ContractItem) -> RunOutcome | None:
+    def outcome(self, item: ContractItem) -> CheckResult | None:
         """The item's outcome (waiting for it), or None when it was not scheduled (run it in place)."""
         future = self._schedule(item)
         if future is None:
@@ -51,7 +51,7 @@ class CheckScheduler:
                 if self.on_wait is not None:
                     self.on_wait()
 
-    def _schedule(self, item: ContractItem) -> Future[RunOutcome] | None:
+    def _schedule(self, item: ContractItem) -> Future[CheckResult] | None:
         module = item.parent
         if not isinstance(module, ContractModule):
             return None
@@ -72,7 +72,7 @@ class CheckScheduler:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _run(item: ContractItem) -> RunOutcome:
+def _run(item: ContractItem) -> CheckResult:
     """One check off pytest's thread, with the same fixtures the in-place path resolves."""
     started = time.monotonic()
 
@@ -83,4 +83,4 @@ def _run(item: ContractItem) -> RunOutcome:
         jobs = TrainingJobFactory(session, None, {}, node=item)
         run_check(CheckContext(item, module.image, jobs, session.platform()), item.check.func)
 
-    return RunOutcome(capture(call), time.monotonic() - started)
+    return CheckResult(capture(call), time.monotonic() - started)

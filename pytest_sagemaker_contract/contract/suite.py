@@ -140,7 +140,7 @@ class ContractItem(pytest.Function):
             context = self.funcargs["sm_contract"]
             assert isinstance(context, CheckContext)
             started = time.monotonic()
-            outcome = RunOutcome(capture(lambda: run_check(context, self.check.func)))
+            outcome = CheckResult(capture(lambda: run_check(context, self.check.func)))
             outcome.duration_s = time.monotonic() - started
         note_ = self.stash[NOTE_KEY]
         note_.duration_s = outcome.duration_s
@@ -167,7 +167,7 @@ class ContractItem(pytest.Function):
 
 
 @dataclass
-class RunOutcome:
+class CheckResult:
     """How one check ended: the exception it raised (a pytest outcome or an error), or None for a pass."""
 
     error: BaseException | None
@@ -177,7 +177,7 @@ class RunOutcome:
 class Prefetch(Protocol):
     """Runs checks ahead of pytest (concurrently) and hands their outcomes over when pytest reaches them."""
 
-    def outcome(self, item: ContractItem) -> RunOutcome | None: ...
+    def outcome(self, item: ContractItem) -> CheckResult | None: ...
 
 
 PREFETCH_KEY = pytest.StashKey[Prefetch]()

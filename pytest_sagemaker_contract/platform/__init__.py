@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import PlatformError
 from .engine import Engine, EngineError, ImageUnavailable
 from .job import TrainingJob
-from .resources import DEFAULT_GRACE_S, PlatformResources
+from .resources import DEFAULT_GRACE_S, PlatformCore
 from .result import HostResult, Timeline, TrainingJobResult
 from .s3 import S3Server
 from .training_platform import TrainingPlatform
@@ -16,8 +16,8 @@ __all__ = [
     "EngineError",
     "HostResult",
     "ImageUnavailable",
+    "PlatformCore",
     "PlatformError",
-    "PlatformResources",
     "S3Server",
     "Timeline",
     "TrainingJob",

@@ -3,7 +3,7 @@
 `TrainingJob` is the handle CreateTrainingJob returns (stop, wait, logs, exec); it drives the stages,
 each in a module of its own (docs/architecture.md): job_plan.py (names, layout, records), job_stage.py
 (channels, feeders, checkpoints), job_run.py (containers, supervision, stop), job_collect.py (artifacts,
-cleanup, and the verdict from `result.decide_verdict`). How /opt/ml reaches the containers is the job's
+cleanup, and the verdict from `result.decide_job_status`). How /opt/ml reaches the containers is the job's
 data path strategy, chosen once (job_data.py).
 """
 
@@ -24,7 +24,7 @@ from .job_plan import JobContext, JobState, plan_job
 from .job_run import Supervisor, create_containers, create_network, job_environment, request_stop, start_hosts
 from .job_stage import restore_checkpoints, stage_inputs
 from .logs import LogBuffer
-from .resources import DEFAULT_GRACE_S, PlatformResources
+from .resources import DEFAULT_GRACE_S, PlatformCore
 from .result import Timeline, TrainingJobResult
 
 __all__ = ["DEFAULT_GRACE_S", "TrainingJob"]
@@ -35,7 +35,7 @@ class TrainingJob:
 
     def __init__(
         self,
-        platform: PlatformResources,
+        platform: PlatformCore,
         spec: TrainingJobSpec,
         local_channels: Mapping[str, Path] | None = None,
         gpus: str | None = None,
@@ -55,7 +55,7 @@ class TrainingJob:
     @classmethod
     def launch(
         cls,
-        platform: PlatformResources,
+        platform: PlatformCore,
         spec: TrainingJobSpec,
         local_channels: Mapping[str, Path] | None = None,
         gpus: str | None = None,

@@ -3,7 +3,7 @@
 Once every host exited: the data path brings model and output back where the engine holds them, each
 host's record is read (exit, OOM, failure file, files written), model.tar.gz and output.tar.gz are
 packed and uploaded as SageMaker does (contract §4), the job's containers, network and volumes are
-removed, and `result.decide_verdict`, the one place that decides a job's status, gives the verdict.
+removed, and `result.decide_job_status`, the one place that decides a job's status, gives the verdict.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .artifacts import Merged, list_files, modified_inputs, pack_and_upload
 from .data_path import remove_tree
 from .job_plan import HostRun, JobContext
 from .job_run import join_follower
-from .result import HostResult, TrainingJobResult, Verdict, decide_verdict
+from .result import HostResult, JobStatus, TrainingJobResult, decide_job_status
 
 __all__ = ["collect", "fault_result", "wind_down"]
 
@@ -56,15 +56,15 @@ def collect(ctx: JobContext) -> TrainingJobResult:
     artifacts = _upload(ctx)
     _remove_resources(ctx, removals)
     state = ctx.state
-    verdict = decide_verdict(
+    status = decide_job_status(
         hosts,
         client_error=state.client_error,
         first_failure=state.failure[0] if state.failure is not None else None,
         stop_reason=state.stop_reason,
         oom=oom,
     )
-    state.secondary_status = verdict.SecondaryStatus
-    return _result(ctx, verdict, hosts, artifacts)
+    state.secondary_status = status.SecondaryStatus
+    return _result(ctx, status, hosts, artifacts)
 
 
 def fault_result(ctx: JobContext, exc: BaseException) -> TrainingJobResult:
@@ -103,11 +103,13 @@ def fault_result(ctx: JobContext, exc: BaseException) -> TrainingJobResult:
     with contextlib.suppress(Exception):
         _remove_resources(ctx, removals)
     state = ctx.state
-    verdict = decide_verdict(hosts, client_error=state.client_error, first_failure=None, stop_reason=state.stop_reason)
-    state.secondary_status = verdict.SecondaryStatus
+    status = decide_job_status(
+        hosts, client_error=state.client_error, first_failure=None, stop_reason=state.stop_reason
+    )
+    state.secondary_status = status.SecondaryStatus
     spec = ctx.plan.spec
     model_uri = f"{spec.output_path}/{spec.name}/output/model.tar.gz"
-    return _result(ctx, verdict, hosts, _Artifacts(model_uri, Merged(), Merged(), None))
+    return _result(ctx, status, hosts, _Artifacts(model_uri, Merged(), Merged(), None))
 
 
 def _host_results(ctx: JobContext) -> tuple[list[HostResult], bool, list[Future[None]]]:
@@ -218,7 +220,7 @@ def _warnings(ctx: JobContext) -> list[str]:
     return warnings
 
 
-def _result(ctx: JobContext, verdict: Verdict, hosts: list[HostResult], artifacts: _Artifacts) -> TrainingJobResult:
+def _result(ctx: JobContext, status: JobStatus, hosts: list[HostResult], artifacts: _Artifacts) -> TrainingJobResult:
     platform, plan, state, logs = ctx.platform, ctx.plan, ctx.state, ctx.logs
     warnings = _warnings(ctx)
     logs.close()
@@ -231,11 +233,11 @@ def _result(ctx: JobContext, verdict: Verdict, hosts: list[HostResult], artifact
     result = TrainingJobResult(
         TrainingJobName=plan.spec.name,
         TrainingJobArn=plan.arn,
-        TrainingJobStatus=verdict.TrainingJobStatus,
-        SecondaryStatus=verdict.SecondaryStatus,
-        FailureReason=verdict.FailureReason,
+        TrainingJobStatus=status.TrainingJobStatus,
+        SecondaryStatus=status.SecondaryStatus,
+        FailureReason=status.FailureReason,
         ModelArtifacts={"S3ModelArtifacts": artifacts.model_uri},
-        exit_code=verdict.exit_code,
+        exit_code=status.exit_code,
         hosts=hosts,
         logs=text,
         timeline=timeline,

@@ -27,7 +27,7 @@ from .engine import Engine, EngineError, MountSpec
 from .job_plan import DataPath, HostRun, JobPlan, JobState
 from .layout import OPT_ML, channels_for
 from .pipes import EngineFifoFeeder
-from .resources import PlatformResources
+from .resources import PlatformCore
 
 __all__ = ["BindDataPath", "EngineDataPath", "choose_job_data_path"]
 
@@ -40,7 +40,7 @@ def _tar_as_is(source: Path) -> bool:
     return all((p.is_file() or p.is_dir()) and not p.is_symlink() for p in source.rglob("*"))
 
 
-def choose_job_data_path(platform: PlatformResources, plan: JobPlan) -> DataPath:
+def choose_job_data_path(platform: PlatformCore, plan: JobPlan) -> DataPath:
     """The session's data path (measured once per session, data_path.choose_data_path) as this job's strategy."""
     return EngineDataPath(platform, plan) if platform.data_path == ENGINE else BindDataPath(platform, plan)
 
@@ -48,7 +48,7 @@ def choose_job_data_path(platform: PlatformResources, plan: JobPlan) -> DataPath
 class BindDataPath:
     """Host directories bind-mounted; a local File channel directory is a copy-on-write overlay of the user's."""
 
-    def __init__(self, platform: PlatformResources, plan: JobPlan) -> None:
+    def __init__(self, platform: PlatformCore, plan: JobPlan) -> None:
         self.platform = platform
         self.plan = plan
         self.problems: list[str] = []
@@ -107,7 +107,7 @@ class EngineDataPath:
     copied out of the exited ones through the archive API; FastFile channels are filled volumes; Pipe FIFOs
     are fed from a helper container that shares the job container's volumes."""
 
-    def __init__(self, platform: PlatformResources, plan: JobPlan) -> None:
+    def __init__(self, platform: PlatformCore, plan: JobPlan) -> None:
         self.platform = platform
         self.plan = plan
         self.engine = platform.engine

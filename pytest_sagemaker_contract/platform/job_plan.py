@@ -25,7 +25,7 @@ from .interference import InterferenceWatcher
 from .layout import Host, HostLayout, assign_hosts, training_job_arn
 from .logs import LogBuffer, durable_log_dir
 from .pipes import PipeFeeder
-from .resources import PlatformResources
+from .resources import PlatformCore
 from .result import Timeline
 
 __all__ = ["DataPath", "HostRun", "JobContext", "JobPlan", "JobState", "plan_job"]
@@ -97,7 +97,7 @@ class JobPlan:
 
 
 def plan_job(
-    platform: PlatformResources,
+    platform: PlatformCore,
     spec: TrainingJobSpec,
     local_channels: Mapping[str, Path] | None,
     gpus: str | None,
@@ -131,7 +131,7 @@ def plan_job(
 
 @dataclass(eq=False)
 class JobState:
-    """What the stages learn while the job runs; the verdict is decided from it (result.decide_verdict)."""
+    """What the stages learn while the job runs; the verdict is decided from it (result.decide_job_status)."""
 
     timeline: Timeline = field(default_factory=Timeline)
     secondary_status: str = "Starting"
@@ -211,7 +211,7 @@ class DataPath(Protocol):
 class JobContext:
     """Everything a stage works with: the session's resources, the plan, the state and the data path."""
 
-    platform: PlatformResources
+    platform: PlatformCore
     plan: JobPlan
     state: JobState
     data: DataPath

@@ -19,7 +19,7 @@ from .owner import claim
 from .s3 import S3Server
 from .s3_relay import S3Relay
 
-__all__ = ["DEFAULT_GRACE_S", "INTERRUPT_GRACE_S", "PlatformResources"]
+__all__ = ["DEFAULT_GRACE_S", "INTERRUPT_GRACE_S", "PlatformCore"]
 
 #: StopTrainingJob and MaxRuntimeInSeconds behave like `docker stop -t 120` (contract §5).
 DEFAULT_GRACE_S = 120.0
@@ -37,7 +37,7 @@ JOB_END_WAIT_S = 30.0
 INTERRUPT_GRACE_S = 5.0
 
 
-class PlatformResources:
+class PlatformCore:
     """What every job of one session shares: the engine, the S3, a work directory, one run id, a thread pool.
 
     Jobs take these through this public surface; `TrainingPlatform` adds CreateTrainingJob on top.

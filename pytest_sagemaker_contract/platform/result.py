@@ -1,6 +1,6 @@
 """What DescribeTrainingJob says about a finished job, and the pure rules that decide it.
 
-`decide_verdict` turns the hosts' exit codes, the stop request and the staging error into
+`decide_job_status` turns the hosts' exit codes, the stop request and the staging error into
 TrainingJobStatus, SecondaryStatus and FailureReason (contract §5, §6); it needs no engine, so every
 shape of FailureReason is unit-tested.
 """
@@ -29,10 +29,10 @@ __all__ = [
     "MAX_FAILURE_REASON",
     "OOM_REASON",
     "HostResult",
+    "JobStatus",
     "Timeline",
     "TrainingJobResult",
-    "Verdict",
-    "decide_verdict",
+    "decide_job_status",
     "engine_fault_reason",
     "failure_reason",
 ]
@@ -300,7 +300,7 @@ def _discard_log(path: Path) -> None:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class JobStatus:
     TrainingJobStatus: str
     SecondaryStatus: str
     FailureReason: str | None
@@ -335,14 +335,14 @@ def engine_fault_reason(faulted: HostResult) -> str:
     return f"{INTERNAL_ERROR_PREFIX}{text}"[:MAX_FAILURE_REASON]
 
 
-def decide_verdict(
+def decide_job_status(
     hosts: Sequence[HostResult],
     *,
     client_error: str | None = None,
     first_failure: str | None = None,
     stop_reason: str | None = None,
     oom: bool = False,
-) -> Verdict:
+) -> JobStatus:
     """The job's status from its hosts, in SageMaker's precedence.
 
     A staging error (ClientError) fails the job before any container ran. An engine fault (a container
@@ -353,16 +353,16 @@ def decide_verdict(
     exit) decides FailureReason; all hosts at 0 is Completed.
     """
     if client_error is not None:
-        return Verdict("Failed", "Failed", client_error, None)
+        return JobStatus("Failed", "Failed", client_error, None)
     faulted = next((h for h in hosts if h.engine_fault), None)
     if faulted is not None:
-        return Verdict("Failed", "Failed", engine_fault_reason(faulted), faulted.exit_code)
+        return JobStatus("Failed", "Failed", engine_fault_reason(faulted), faulted.exit_code)
     if stop_reason is not None:
         code = next((h.exit_code for h in hosts if h.exit_code not in (0, None)), hosts[0].exit_code if hosts else None)
-        return Verdict("Stopped", stop_reason, None, code)
+        return JobStatus("Stopped", stop_reason, None, code)
     failed = next((h for h in hosts if h.host == first_failure), None) if first_failure is not None else None
     if failed is None:
         failed = next((h for h in hosts if h.exit_code not in (0, None)), None)
     if failed is None:
-        return Verdict("Completed", "Completed", None, 0)
-    return Verdict("Failed", "Failed", failure_reason(failed, len(hosts), oom), failed.exit_code)
+        return JobStatus("Completed", "Completed", None, 0)
+    return JobStatus("Failed", "Failed", failure_reason(failed, len(hosts), oom), failed.exit_code)

@@ -8,13 +8,13 @@ from pathlib import Path
 from ..spec import TrainingJobSpec
 from .job import TrainingJob
 from .owner import claim
-from .resources import PlatformResources
+from .resources import PlatformCore
 from .result import TrainingJobResult
 
 __all__ = ["TrainingPlatform"]
 
 
-class TrainingPlatform(PlatformResources):
+class TrainingPlatform(PlatformCore):
     """The local SageMaker training platform: an engine, an S3, a work directory, one run id."""
 
     def start(

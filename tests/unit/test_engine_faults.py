@@ -14,9 +14,9 @@ from pytest_sagemaker_contract.platform.result import (
     INTERNAL_ERROR_PREFIX,
     MAX_FAILURE_REASON,
     HostResult,
+    JobStatus,
     Timeline,
-    Verdict,
-    decide_verdict,
+    decide_job_status,
 )
 
 REMOVED = "container sm-x-algo-1-abc was removed from outside the platform (docker rm?) while training"
@@ -27,12 +27,12 @@ def host(name: str = "algo-1", code: int | None = 0, **kw: Any) -> HostResult:
 
 
 def test_an_engine_fault_fails_the_job_as_an_internal_server_error() -> None:
-    verdict = decide_verdict([host(code=137, engine_fault=REMOVED)])
-    assert verdict == Verdict("Failed", "Failed", f"InternalServerError: {REMOVED}", 137)
+    verdict = decide_job_status([host(code=137, engine_fault=REMOVED)])
+    assert verdict == JobStatus("Failed", "Failed", f"InternalServerError: {REMOVED}", 137)
 
 
 def test_an_engine_fault_wins_over_the_stop_it_interrupted() -> None:
-    verdict = decide_verdict([host(code=137, engine_fault=REMOVED)], stop_reason="Stopped")
+    verdict = decide_job_status([host(code=137, engine_fault=REMOVED)], stop_reason="Stopped")
     assert (verdict.TrainingJobStatus, verdict.SecondaryStatus) == ("Failed", "Failed")
     assert verdict.FailureReason is not None
     assert verdict.FailureReason.startswith(INTERNAL_ERROR_PREFIX)
@@ -40,26 +40,26 @@ def test_an_engine_fault_wins_over_the_stop_it_interrupted() -> None:
 
 def test_an_engine_fault_wins_over_the_exit_codes_of_other_hosts() -> None:
     hosts = [host("algo-1", 1, failure_text="boom"), host("algo-2", None, engine_fault=REMOVED)]
-    verdict = decide_verdict(hosts, first_failure="algo-1")
-    assert verdict == Verdict("Failed", "Failed", f"InternalServerError: {REMOVED}", None)
+    verdict = decide_job_status(hosts, first_failure="algo-1")
+    assert verdict == JobStatus("Failed", "Failed", f"InternalServerError: {REMOVED}", None)
 
 
 def test_a_staging_error_still_comes_first() -> None:
-    verdict = decide_verdict([host(code=None, engine_fault=REMOVED)], client_error="ClientError: no data")
-    assert verdict == Verdict("Failed", "Failed", "ClientError: no data", None)
+    verdict = decide_job_status([host(code=None, engine_fault=REMOVED)], client_error="ClientError: no data")
+    assert verdict == JobStatus("Failed", "Failed", "ClientError: no data", None)
 
 
 def test_a_long_engine_fault_fits_failure_reason() -> None:
-    reason = decide_verdict([host(code=137, engine_fault="x" * 5000)]).FailureReason
+    reason = decide_job_status([host(code=137, engine_fault="x" * 5000)]).FailureReason
     assert reason is not None
     assert len(reason) == MAX_FAILURE_REASON
 
 
 def test_no_fault_keeps_the_usual_rules() -> None:
-    assert decide_verdict([host(code=137)]).FailureReason == (
+    assert decide_job_status([host(code=137)]).FailureReason == (
         "AlgorithmError: See job logs for more information, exit code: 137"
     )
-    assert decide_verdict([host(code=137)], stop_reason="Stopped").TrainingJobStatus == "Stopped"
+    assert decide_job_status([host(code=137)], stop_reason="Stopped").TrainingJobStatus == "Stopped"
 
 
 class _Engine:

@@ -1,4 +1,4 @@
-"""Verdict and merge rules without Docker: every FailureReason shape, stop precedence, clashes."""
+"""Job status and merge rules without Docker: every FailureReason shape, stop precedence, clashes."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pytest_sagemaker_contract.platform.result import (
     MAX_FAILURE_REASON,
     OOM_REASON,
     HostResult,
-    Verdict,
-    decide_verdict,
+    JobStatus,
+    decide_job_status,
 )
 
 
@@ -22,21 +22,21 @@ def host(name: str = "algo-1", code: int | None = 0, **kw: object) -> HostResult
 
 
 def test_all_hosts_at_zero_is_completed() -> None:
-    assert decide_verdict([host(), host("algo-2")]) == Verdict("Completed", "Completed", None, 0)
+    assert decide_job_status([host(), host("algo-2")]) == JobStatus("Completed", "Completed", None, 0)
 
 
 def test_failure_file_text_becomes_the_reason_with_the_exit_code() -> None:
-    verdict = decide_verdict([host(code=2, failure_text="ValueError: bad epochs\n")])
-    assert verdict == Verdict("Failed", "Failed", "AlgorithmError: ValueError: bad epochs, exit code: 2", 2)
+    verdict = decide_job_status([host(code=2, failure_text="ValueError: bad epochs\n")])
+    assert verdict == JobStatus("Failed", "Failed", "AlgorithmError: ValueError: bad epochs, exit code: 2", 2)
 
 
 def test_no_failure_file_points_at_the_logs() -> None:
-    reason = decide_verdict([host(code=1)]).FailureReason
+    reason = decide_job_status([host(code=1)]).FailureReason
     assert reason == "AlgorithmError: See job logs for more information, exit code: 1"
 
 
 def test_blank_failure_file_is_treated_as_none() -> None:
-    assert decide_verdict([host(code=1, failure_text="  \n")]).FailureReason == (
+    assert decide_job_status([host(code=1, failure_text="  \n")]).FailureReason == (
         "AlgorithmError: See job logs for more information, exit code: 1"
     )
 
@@ -45,7 +45,7 @@ def test_blank_failure_file_is_treated_as_none() -> None:
 def test_a_long_failure_file_is_cut_so_the_exit_code_and_host_survive(hosts: int) -> None:
     failed = host("algo-1", 3, failure_text="x" * 5000)
     others = [host(f"algo-{i}") for i in range(2, hosts + 1)]
-    reason = decide_verdict([failed, *others]).FailureReason
+    reason = decide_job_status([failed, *others]).FailureReason
     assert reason is not None
     assert len(reason) <= MAX_FAILURE_REASON
     assert reason.startswith("AlgorithmError: xxx")
@@ -55,27 +55,27 @@ def test_a_long_failure_file_is_cut_so_the_exit_code_and_host_survive(hosts: int
 
 def test_multi_host_reason_names_the_host_that_failed_first() -> None:
     hosts = [host("algo-1", 137), host("algo-2", 4, failure_text="boom")]
-    verdict = decide_verdict(hosts, first_failure="algo-2")
-    assert verdict == Verdict("Failed", "Failed", "AlgorithmError: boom, exit code: 4 (host algo-2)", 4)
+    verdict = decide_job_status(hosts, first_failure="algo-2")
+    assert verdict == JobStatus("Failed", "Failed", "AlgorithmError: boom, exit code: 4 (host algo-2)", 4)
 
 
 def test_without_a_recorded_first_failure_the_first_nonzero_host_decides() -> None:
-    verdict = decide_verdict([host("algo-1", 0), host("algo-2", 9)])
+    verdict = decide_job_status([host("algo-1", 0), host("algo-2", 9)])
     assert verdict.FailureReason == "AlgorithmError: See job logs for more information, exit code: 9 (host algo-2)"
 
 
 def test_oom_killed_137_is_sagemakers_out_of_memory_reason() -> None:
-    assert decide_verdict([host(code=137, oom_killed=True)], oom=True).FailureReason == OOM_REASON
+    assert decide_job_status([host(code=137, oom_killed=True)], oom=True).FailureReason == OOM_REASON
 
 
 def test_oom_flag_with_another_exit_code_is_an_algorithm_error() -> None:
-    reason = decide_verdict([host(code=1)], oom=True).FailureReason
+    reason = decide_job_status([host(code=1)], oom=True).FailureReason
     assert reason is not None
     assert reason.startswith("AlgorithmError:")
 
 
 def test_a_container_that_cannot_start_is_a_cannot_start_error() -> None:
-    verdict = decide_verdict([host(code=127, start_error='exec: "train": executable file not found in $PATH')])
+    verdict = decide_job_status([host(code=127, start_error='exec: "train": executable file not found in $PATH')])
     assert verdict.FailureReason == (
         'AlgorithmError: CannotStartContainerError: exec: "train": executable file not found in $PATH, exit code: 127'
     )
@@ -83,19 +83,19 @@ def test_a_container_that_cannot_start_is_a_cannot_start_error() -> None:
 
 @pytest.mark.parametrize("reason", ["Stopped", "MaxRuntimeExceeded"])
 def test_a_stop_wins_over_the_exit_codes_it_caused(reason: str) -> None:
-    verdict = decide_verdict([host(code=143, failure_text="killed")], stop_reason=reason, first_failure="algo-1")
-    assert verdict == Verdict("Stopped", reason, None, 143)
+    verdict = decide_job_status([host(code=143, failure_text="killed")], stop_reason=reason, first_failure="algo-1")
+    assert verdict == JobStatus("Stopped", reason, None, 143)
 
 
 def test_a_stopped_job_that_exited_cleanly_reports_exit_code_zero() -> None:
-    assert decide_verdict([host(code=0)], stop_reason="Stopped") == Verdict("Stopped", "Stopped", None, 0)
+    assert decide_job_status([host(code=0)], stop_reason="Stopped") == JobStatus("Stopped", "Stopped", None, 0)
 
 
 def test_a_staging_client_error_fails_the_job_before_any_container() -> None:
-    verdict = decide_verdict(
+    verdict = decide_job_status(
         [host(code=None)], client_error="ClientError: no object under s3://b/x", stop_reason="Stopped"
     )
-    assert verdict == Verdict("Failed", "Failed", "ClientError: no object under s3://b/x", None)
+    assert verdict == JobStatus("Failed", "Failed", "ClientError: no object under s3://b/x", None)
 
 
 # -- artifacts: the merge rule --------------------------------------------------------------
