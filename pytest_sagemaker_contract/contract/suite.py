@@ -87,6 +87,9 @@ class CheckNote:
     sections: list[tuple[str, str]] = field(default_factory=list)
     #: The check's own running time (under concurrency pytest's duration is the wait for it).
     duration_s: float | None = None
+    #: Time spent waiting for work another check did (the shared image-facts read, the default run):
+    #: not part of this check's own duration.
+    waited_s: float = 0.0
     #: For a skip: "structural" (the clause does not apply to this job or image, e.g. a GPU check on an
     #: instance type without GPUs) or "untested" (it applies but this run could not test it: --sm-strict fails it).
     skip_kind: str = ""
@@ -143,7 +146,7 @@ class ContractItem(pytest.Function):
             outcome = CheckResult(capture(lambda: run_check(context, self.check.func)))
             outcome.duration_s = time.monotonic() - started
         note_ = self.stash[NOTE_KEY]
-        note_.duration_s = outcome.duration_s
+        note_.duration_s = max(0.0, outcome.duration_s - note_.waited_s)
         for message in note_.warnings:
             warnings.warn(SageMakerContractWarning(message), stacklevel=1)
         if isinstance(outcome.error, pytest.skip.Exception):
@@ -217,9 +220,12 @@ class ImageContext:
         self._default: TrainingJobResult | None = None
         self._default_error: BaseException | None = None
 
-    def facts(self, platform: TrainingPlatform) -> ImageFacts:
+    def facts(self, platform: TrainingPlatform) -> tuple[ImageFacts, bool]:
+        """The image's facts, and whether this call read them (else it waited for, or reused, another's read)."""
+        read_here = False
         with self._facts_lock:
             if self._facts is None and self._facts_error is None:
+                read_here = True
                 try:
                     platform.engine.image(self.image)
                     self._facts = read_image(platform.engine, self.image)
@@ -227,7 +233,7 @@ class ImageContext:
                     self._facts_error = f"cannot inspect {self.image}: {exc}"
             if self._facts is None:
                 pytest.fail(self._facts_error or f"cannot inspect {self.image}", pytrace=False)
-            return self._facts
+            return self._facts, read_here
 
     def default_result(self, run: Callable[[], TrainingJobResult]) -> TrainingJobResult:
         """The default run, run once: every caller gets its result, or the same failure it raised."""
@@ -359,7 +365,10 @@ class CheckContext:
         return self.session.settings
 
     def facts(self) -> ImageFacts:
-        facts = self.shared.facts(self.platform)
+        started = time.monotonic()
+        facts, read_here = self.shared.facts(self.platform)
+        if not read_here:
+            self.note.waited_s += time.monotonic() - started
         self.note.image_id = facts.image_id
         return facts
 
@@ -465,7 +474,10 @@ class CheckContext:
         self.facts()
         self._require_container_s3()
         name = self._name().replace(self.check_id.lower()[3:], "run-default")
+        started = time.monotonic()
         result = self.shared.default_result(lambda: self.jobs(self.image, keep_invocation=False, name=name).run())
+        if self.check_id != "SM-RUN-DEFAULT":  # the default run's time is SM-RUN-DEFAULT's, whoever started it
+            self.note.waited_s += time.monotonic() - started
         self.fail_on_engine_fault(result)
         return result
 

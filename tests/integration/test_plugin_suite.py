@@ -240,3 +240,24 @@ def test_a_model_saved_in_the_wrong_place_is_one_failure_that_says_where_it_went
     blocked = [c for c in checks.values() if c["message"].startswith("blocked by SM-RUN-DEFAULT: ")]
     assert {c["id"] for c in blocked} >= {"SM-OUT-MODEL", "SM-RUN-ENTRYPOINT", "SM-RUN-ARGUMENTS", "SM-RUN-BOTH"}
     assert result.stdout.str().count("sagemaker log (tail)") == 1
+
+
+def test_a_check_that_waited_for_the_default_run_shows_its_own_duration(
+    pytester: pytest.Pytester, example_image: Callable[[str | Path], str]
+) -> None:
+    """SM-OUT-MODEL reads the default run's model: the 6-s training is SM-RUN-DEFAULT's time, not its own."""
+    image = example_image(REPO / "tests" / "images" / "epochs")
+    report = pytester.path / "report.json"
+    result = run_suite(
+        pytester,
+        f"--sm-image={image}",
+        "--sm-env=EPOCHS=6",
+        f"--sm-report={report}",
+        "-k",
+        "SM-RUN-DEFAULT or SM-OUT-MODEL",
+    )
+    result.assert_outcomes(passed=2)
+    checks = {c["id"]: c for c in json.loads(report.read_text())["images"][0]["checks"]}
+    default_s, out_model_s = checks["SM-RUN-DEFAULT"]["duration_s"], checks["SM-OUT-MODEL"]["duration_s"]
+    assert default_s >= 6.0, checks
+    assert out_model_s < default_s / 2, (out_model_s, default_s)
