@@ -51,6 +51,11 @@ def _pairs(opt: Option, values: Sequence[str], what: str, example: str) -> dict[
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise pytest.UsageError(f"{opt.flag} {item!r}: expected {what}=VALUE, e.g. {opt.flag} {example}")
+        if key in out and out[key] != value:
+            raise pytest.UsageError(
+                f"{opt.flag} {key}={out[key]} and {opt.flag} {key}={value}: {key!r} given twice with different "
+                "values; give it once"
+            )
         out[key] = value
     return out
 

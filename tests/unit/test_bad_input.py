@@ -43,6 +43,11 @@ CASES: list[tuple[list[str], str]] = [
         "--sm-hyperparameter 'epochs': expected KEY=VALUE, e.g. --sm-hyperparameter epochs=3",
     ),
     (["--sm-hyperparameter==3"], "expected KEY=VALUE"),
+    (
+        ["--sm-hyperparameter=epochs=3", "--sm-hyperparameter=epochs=5"],
+        "--sm-hyperparameter epochs=3 and --sm-hyperparameter epochs=5: 'epochs' given twice with different values",
+    ),
+    (["--sm-env=A=1", "--sm-env=A=2"], "--sm-env A=1 and --sm-env A=2: 'A' given twice"),
     (["--sm-sigterm-hyperparameter=x"], "--sm-sigterm-hyperparameter 'x': expected KEY=VALUE"),
     (["--sm-env=1BAD=x"], "Environment keys must match"),
     (["--sm-env=A-B=x"], "Environment keys must match"),
