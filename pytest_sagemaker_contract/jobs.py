@@ -192,6 +192,8 @@ def with_overrides(
         by_name = {c.get("ChannelName"): c for c in channels}
         for cname, uri in channel_uris.items():
             if cname in by_name:
+                if "FileSystemDataSource" in (by_name[cname].get("DataSource") or {}):
+                    continue  # a local directory is mounted in the file system's place; no S3 involved
                 source = by_name[cname].setdefault("DataSource", {}).setdefault("S3DataSource", {})
                 source.setdefault("S3DataType", "S3Prefix")
                 source["S3Uri"] = uri

@@ -577,8 +577,27 @@ def resolve(config: pytest.Config) -> Settings:
     _check_report_is_no_input(settings)
     _check_host_count(settings)
     _check_effective_request(settings)
+    _check_file_system_channels(settings)
     _image_from_job(settings)
     return settings
+
+
+def _check_file_system_channels(settings: Settings) -> None:
+    """A FileSystemDataSource channel (EFS, FSx) is out of reach here: the user names the local directory that
+    stands in for it, or every run would fail the same way."""
+    for channel in (settings.job_request or {}).get("InputDataConfig") or ():
+        fs = (channel.get("DataSource") or {}).get("FileSystemDataSource")
+        name = channel.get("ChannelName")
+        if fs is None:
+            continue
+        where = f"{fs.get('FileSystemType')} {fs.get('FileSystemId')}:{fs.get('DirectoryPath')}"
+        local = settings.channels.get(name)
+        if local is None or not local.is_dir():
+            seen = "no --sm-channel gives it a local directory" if local is None else f"{local} is not a directory"
+            raise pytest.UsageError(
+                f"--sm-job {settings.job_file}: channel {name!r} reads FileSystemDataSource {where}, which the local "
+                f"platform cannot reach, and {seen}: add --sm-channel {name}=DIR (the directory mounted in its place)"
+            )
 
 
 def _check_report_is_no_input(settings: Settings) -> None:

@@ -23,12 +23,15 @@ from .jobs import DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_RUNTIME, DEFAULT_OUTPUT_PAT
 
 __all__ = [
     "DEFAULT_ROLE_ARN",
+    "FILE_SYSTEM_DATA_TYPE",
     "MAX_JOB_FILE_BYTES",
     "MAX_JSON_DEPTH",
     "RESERVED_DIRS",
     "SIMULATED_FIELDS",
+    "SIMULATED_NESTED",
     "ChannelSpec",
     "CheckpointSpec",
+    "FileSystemSpec",
     "InstanceGroupSpec",
     "RequestError",
     "TrainingJobSpec",
@@ -39,6 +42,7 @@ __all__ = [
     "load_request",
     "parse_request",
     "training_instance_types",
+    "unsimulated_nested",
     "validate_input",
     "validate_request",
 ]
@@ -65,8 +69,86 @@ SIMULATED_FIELDS = frozenset(
 )
 
 
+#: Nested fields the platform acts on, as dotted paths (list items without an index); a path covers its whole
+#: subtree. Below a top-level field named here, every other field is accepted and named as not simulated
+#: (e.g. ResourceConfig.VolumeKmsKeyId); a simulated top-level field not named here is simulated whole.
+SIMULATED_NESTED = frozenset(
+    {
+        "AlgorithmSpecification.TrainingImage",
+        "AlgorithmSpecification.TrainingInputMode",
+        "AlgorithmSpecification.ContainerEntrypoint",
+        "AlgorithmSpecification.ContainerArguments",
+        "AlgorithmSpecification.MetricDefinitions",
+        "InputDataConfig.ChannelName",
+        "InputDataConfig.ContentType",
+        "InputDataConfig.CompressionType",
+        "InputDataConfig.RecordWrapperType",
+        "InputDataConfig.InputMode",
+        "InputDataConfig.ShuffleConfig",
+        "InputDataConfig.DataSource.S3DataSource.S3DataType",
+        "InputDataConfig.DataSource.S3DataSource.S3Uri",
+        "InputDataConfig.DataSource.S3DataSource.S3DataDistributionType",
+        "InputDataConfig.DataSource.S3DataSource.AttributeNames",
+        "InputDataConfig.DataSource.S3DataSource.InstanceGroupNames",
+        "InputDataConfig.DataSource.FileSystemDataSource",
+        "OutputDataConfig.S3OutputPath",
+        "OutputDataConfig.CompressionType",
+        "ResourceConfig.InstanceType",
+        "ResourceConfig.InstanceCount",
+        "ResourceConfig.InstanceGroups",
+        "ResourceConfig.VolumeSizeInGB",
+        "ResourceConfig.KeepAlivePeriodInSeconds",
+        "StoppingCondition.MaxRuntimeInSeconds",
+        "CheckpointConfig.S3Uri",
+        "CheckpointConfig.LocalPath",
+    }
+)
+
+
+def unsimulated_nested(req: Mapping[str, Any]) -> list[str]:
+    """The nested fields `req` sets that the platform accepts but ignores, as dotted paths, each once, sorted.
+
+    StoppingCondition.MaxWaitTimeInSeconds counts as simulated only where EnableManagedSpotTraining is."""
+    covered = set(SIMULATED_NESTED)
+    if "EnableManagedSpotTraining" in SIMULATED_FIELDS:
+        covered.add("StoppingCondition.MaxWaitTimeInSeconds")
+    walked = {path.split(".")[0] for path in covered}
+    found: set[str] = set()
+    stack: list[tuple[str, Any]] = [(k, v) for k, v in req.items() if k in walked and k in SIMULATED_FIELDS]
+    while stack:
+        path, value = stack.pop()
+        if path in covered:
+            continue
+        items = value if isinstance(value, list) else [value]
+        dicts = [item for item in items if isinstance(item, Mapping)]
+        if "." in path and not any(c.startswith(path + ".") for c in covered):
+            found.add(path)
+            continue
+        for item in dicts:
+            stack.extend((f"{path}.{key}", child) for key, child in item.items())
+    return sorted(found)
+
+
 class RequestError(PlatformError, ValueError):
     """A request AWS would reject: the message names the field, the value and the API limit."""
+
+
+@dataclass(frozen=True)
+class FileSystemSpec:
+    """A channel's FileSystemDataSource (EFS or FSx for Lustre): SageMaker mounts the directory at the channel's
+    path, read-only (`ro`) or read-write (`rw`); the local platform mounts a local directory in its place."""
+
+    file_system_id: str
+    file_system_type: str
+    directory_path: str
+    access_mode: str
+
+    def describe(self) -> str:
+        return f"{self.file_system_type} {self.file_system_id}:{self.directory_path or '/'} ({self.access_mode})"
+
+
+#: ChannelSpec.s3_data_type of a FileSystemDataSource channel (no S3 data type applies).
+FILE_SYSTEM_DATA_TYPE = "FileSystem"
 
 
 @dataclass(frozen=True)
@@ -80,6 +162,8 @@ class ChannelSpec:
     compression: str = "None"
     record_wrapper: str = "None"
     instance_group_names: tuple[str, ...] = ()
+    #: Set for a FileSystemDataSource channel (then `s3_uri` is empty).
+    file_system: FileSystemSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -429,12 +513,7 @@ def parse_request(
         not_simulated.append(
             "ResourceConfig.VolumeSizeInGB beyond the staged input (writes during training are not capped)"
         )
-    not_simulated += sorted(
-        f"AlgorithmSpecification.{k}"
-        for k in algo
-        if k
-        not in ("TrainingImage", "TrainingInputMode", "ContainerEntrypoint", "ContainerArguments", "MetricDefinitions")
-    )
+    not_simulated += unsimulated_nested(req)
     return TrainingJobSpec(
         name=req["TrainingJobName"],
         image=algo["TrainingImage"],
@@ -518,11 +597,7 @@ def _semantic_errors(req: Mapping[str, Any]) -> list[str]:
         if problem:
             errors.append(f"CheckpointConfig.LocalPath: {problem}")
     for i, channel in enumerate(req.get("InputDataConfig", [])):
-        if "S3DataSource" not in channel["DataSource"]:
-            errors.append(
-                f"InputDataConfig[{i}].DataSource: only S3DataSource is simulated "
-                f"(got {', '.join(channel['DataSource']) or 'nothing'})"
-            )
+        errors.extend(_data_source_errors(req, i, channel))
     resource = req.get("ResourceConfig") or {}
     if resource.get("InstanceGroups") and ("InstanceType" in resource or "InstanceCount" in resource):
         errors.append("ResourceConfig: set either InstanceGroups or InstanceType/InstanceCount, not both")
@@ -531,6 +606,30 @@ def _semantic_errors(req: Mapping[str, Any]) -> list[str]:
     groups = resource.get("InstanceGroups") or []
     if groups and sum(int(g.get("InstanceCount", 0)) for g in groups) < 1:
         errors.append("ResourceConfig.InstanceGroups: the groups' InstanceCount add up to 0; at least 1 instance")
+    return errors
+
+
+def _data_source_errors(req: Mapping[str, Any], i: int, channel: Mapping[str, Any]) -> list[str]:
+    """One data source per channel; a FileSystemDataSource needs the job in a VPC (the developer guide's "Access
+    training data": the job must connect to a VPC to reach EFS or FSx) and is mounted, so File mode only here."""
+    where = f"InputDataConfig[{i}].DataSource"
+    kinds = sorted(channel["DataSource"])
+    if kinds == ["S3DataSource"]:
+        return []
+    if kinds != ["FileSystemDataSource"]:
+        return [f"{where}: set exactly one of S3DataSource or FileSystemDataSource (got {', '.join(kinds) or 'none'})"]
+    errors = []
+    if not (req.get("VpcConfig") or {}).get("Subnets"):
+        errors.append(
+            f"{where}.FileSystemDataSource: a job reads EFS or FSx for Lustre only from inside a VPC; "
+            "add VpcConfig (SecurityGroupIds, Subnets) as the job needs on SageMaker"
+        )
+    mode = channel.get("InputMode") or req["AlgorithmSpecification"].get("TrainingInputMode", "File")
+    if mode != "File":
+        errors.append(
+            f"{where}.FileSystemDataSource: input mode {mode}: the local platform mounts a file system channel "
+            "only in File mode (what SageMaker does in the other modes is not documented); set InputMode File"
+        )
     return errors
 
 
@@ -582,6 +681,20 @@ def channel_name_problem(name: str) -> str | None:
 
 
 def _channel(raw: Mapping[str, Any], job_mode: str) -> ChannelSpec:
+    fs = raw["DataSource"].get("FileSystemDataSource")
+    if fs is not None:
+        return ChannelSpec(
+            name=raw["ChannelName"],
+            s3_uri="",
+            s3_data_type=FILE_SYSTEM_DATA_TYPE,
+            input_mode=raw.get("InputMode", job_mode),
+            content_type=raw.get("ContentType"),
+            compression=raw.get("CompressionType", "None"),
+            record_wrapper=raw.get("RecordWrapperType", "None"),
+            file_system=FileSystemSpec(
+                fs["FileSystemId"], fs["FileSystemType"], fs["DirectoryPath"], fs["FileSystemAccessMode"]
+            ),
+        )
     s3 = raw["DataSource"]["S3DataSource"]
     return ChannelSpec(
         name=raw["ChannelName"],

@@ -25,7 +25,7 @@ from .data_path import (
 )
 from .engine import Engine, EngineError, MountSpec
 from .job_plan import DataPath, HostRun, JobPlan, JobState
-from .layout import OPT_ML, channels_for
+from .layout import OPT_ML, channels_for, file_system_binds, read_only_file_systems
 from .pipes import EngineFifoFeeder
 from .resources import PlatformCore
 
@@ -72,7 +72,11 @@ class BindDataPath:
 
     def mounts(self, run: HostRun, read_only: Sequence[str]) -> tuple[dict[str, dict[str, str]], list[MountSpec]]:
         direct = {n: p for n, p in self.plan.local_direct.items() if n in read_only}
-        return run.layout.binds(tuple(read_only), direct), list(run.overlays.values())
+        binds = {
+            **run.layout.binds(tuple(read_only), direct),
+            **file_system_binds(self.plan.spec, run.host, self.plan.local),
+        }
+        return binds, list(run.overlays.values())
 
     def watches_local_inputs(self) -> bool:
         return True
@@ -121,7 +125,7 @@ class EngineDataPath:
         pass
 
     def mounts(self, run: HostRun, read_only: Sequence[str]) -> tuple[dict[str, dict[str, str]], list[MountSpec]]:
-        for name in read_only:
+        for name in (*read_only, *read_only_file_systems(self.plan.spec, run.host)):  # ro file systems: filled volumes
             volume = f"{run.name}-{name[:40]}"
             run.fast_volumes[name] = self.engine.create_volume(volume, self.plan.labels)
             self._volumes.append(volume)

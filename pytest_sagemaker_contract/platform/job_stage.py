@@ -8,6 +8,8 @@ channel that cannot be staged is the client's error: the job fails without start
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..spec import ChannelSpec
 from .channels import ChannelError, describe_local, source_fingerprint, stage_channel, stage_local
 from .checkpoints import CheckpointSync
@@ -27,7 +29,7 @@ def stage_inputs(ctx: JobContext) -> None:
             for channel in channels_for(ctx.plan.spec, run.host):
                 _stage_channel(ctx, run, channel)
         spec = ctx.plan.spec
-        modes = {c.name: c.input_mode for c in spec.channels}
+        modes = {c.name: c.input_mode for c in spec.channels if c.file_system is None}  # mounts take no volume room
         hosts = {run.host.name: run.channels for run in ctx.plan.hosts}
         ctx.state.client_error = ctx.state.client_error or input_disk_error(spec.volume_size_gb, hosts, modes)  # §11
     except ChannelError as exc:
@@ -39,6 +41,8 @@ def _local_sources(ctx: JobContext) -> None:
     plan = ctx.plan
     for name, source in plan.local.items():
         channel = plan.channel(name)
+        if channel.file_system is not None:
+            continue  # mounted, never uploaded (_stage_file_system)
         if name in plan.local_direct:
             if channel.input_mode == "File" and ctx.data.watches_local_inputs():
                 ctx.state.fingerprints.update(source_fingerprint(source))
@@ -46,7 +50,39 @@ def _local_sources(ctx: JobContext) -> None:
         ctx.platform.upload_once(source, channel.s3_uri)
 
 
+def _stage_file_system(ctx: JobContext, run: HostRun, channel: ChannelSpec) -> None:
+    """A FileSystemDataSource channel: the user's local directory stands in for EFS or FSx. The bind path mounts
+    it (job_data, layout.file_system_binds); the engine path, which shares no filesystem with this machine, gets
+    a copy: in a volume mounted read-only for `ro`, in /opt/ml/input for `rw` (writes then stay in the engine)."""
+    fs = channel.file_system
+    assert fs is not None
+    source = ctx.plan.local.get(channel.name)
+    name = channel.name
+    if source is None or not source.is_dir():
+        seen = "no local directory was given" if source is None else f"{source} is not a directory"
+        raise ChannelError(
+            f"channel {name!r} reads FileSystemDataSource {fs.describe()}, which the local platform cannot reach, "
+            f"and {seen}: give a local directory to mount in its place (--sm-channel {name}=DIR, or "
+            f"local_channels={{{name!r}: DIR}})"
+        )
+    read_only = fs.access_mode == "ro"
+    dest = run.layout.channel_dir(name)
+    if ctx.data.watches_local_inputs():
+        dest.mkdir(parents=True, exist_ok=True)
+        run.channels.append(replace(describe_local(channel, source), read_only=read_only))
+        return
+    run.channels.append(replace(stage_local(channel, source, dest), read_only=read_only))
+    if not read_only and run.index == 0:
+        ctx.state.log_warnings.append(
+            f"channel {name!r} (FileSystemDataSource, rw): this engine shares no filesystem with this machine, so "
+            f"the containers write into a copy of {source}, not into it; use a local engine to see the writes"
+        )
+
+
 def _stage_channel(ctx: JobContext, run: HostRun, channel: ChannelSpec) -> None:
+    if channel.file_system is not None:
+        _stage_file_system(ctx, run, channel)
+        return
     plan, platform = ctx.plan, ctx.platform
     receivers = [r for r in plan.hosts if channel in channels_for(plan.spec, r.host)]
     if channel.input_mode == "Pipe":

@@ -23,9 +23,11 @@ __all__ = [
     "HostLayout",
     "assign_hosts",
     "container_environment",
+    "file_system_binds",
     "hyperparameters_json",
     "input_data_config_json",
     "instance_hostname",
+    "read_only_file_systems",
     "resource_config_json",
     "s3_client_environment",
     "training_job_arn",
@@ -67,6 +69,28 @@ def instance_hostname(job_key: str, index: int) -> str:
 def channels_for(spec: TrainingJobSpec, host: Host) -> tuple[ChannelSpec, ...]:
     """A channel reaches only the instance groups it names (all of them when it names none)."""
     return tuple(c for c in spec.channels if not c.instance_group_names or host.group in c.instance_group_names)
+
+
+def file_system_binds(spec: TrainingJobSpec, host: Host, local: Mapping[str, Path]) -> dict[str, dict[str, str]]:
+    """FileSystemDataSource channels: the local directory standing in for the file system, mounted at the channel's
+    path read-only or read-write per FileSystemAccessMode, as SageMaker mounts EFS or FSx (no copy: writes under
+    `rw` reach the directory itself, as they reach the file system on SageMaker)."""
+    binds: dict[str, dict[str, str]] = {}
+    for channel in channels_for(spec, host):
+        source = local.get(channel.name)
+        if channel.file_system is not None and source is not None:
+            binds[str(source)] = {
+                "bind": f"{OPT_ML}/input/data/{channel.name}",
+                "mode": channel.file_system.access_mode,
+            }
+    return binds
+
+
+def read_only_file_systems(spec: TrainingJobSpec, host: Host) -> tuple[str, ...]:
+    """The host's FileSystemDataSource channels mounted read-only (`ro`)."""
+    return tuple(
+        c.name for c in channels_for(spec, host) if c.file_system is not None and c.file_system.access_mode == "ro"
+    )
 
 
 def training_job_arn(spec: TrainingJobSpec, region: str) -> str:

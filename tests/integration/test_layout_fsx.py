@@ -1,0 +1,126 @@
+"""FileSystemDataSource channels (EFS, FSx for Lustre) from a local directory (issue 18, item 10), on a real image:
+mounted at /opt/ml/input/data/<channel>, read-only or read-write per FileSystemAccessMode, on the bind data path
+and on the engine data path (forced on the local engine); without a local directory, one usage error line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_sagemaker_contract.jobs import job_name, with_overrides
+from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingPlatform
+from pytest_sagemaker_contract.platform.result import TrainingJobResult
+from pytest_sagemaker_contract.spec import parse_request
+
+from .conftest_helpers import IMAGES
+
+VPC = {"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0123456789abcdef0"]}
+
+
+@pytest.fixture(scope="module", params=["bind", "engine"])
+def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
+    s3 = S3Server().start()
+    plat = TrainingPlatform(Engine(), s3, tmp_path_factory.mktemp("fsx"), grace_s=5, data_path=request.param)
+    yield plat
+    plat.close()
+    s3.stop()
+
+
+@pytest.fixture(scope="module")
+def probe(example_image: Callable[[str | Path], str]) -> str:
+    return example_image(IMAGES / "cluster-probe")
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Path:
+    root = tmp_path / "efs"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.csv").write_text("1,2\n")
+    (root / "sub" / "b.csv").write_text("3,4\n")
+    return root
+
+
+def fs_channel(mode: str, name: str = "shared") -> dict[str, Any]:
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "FileSystemDataSource": {
+                "FileSystemId": "fs-0123456789abcdef0",
+                "FileSystemType": "EFS",
+                "DirectoryPath": "/datasets/shared",
+                "FileSystemAccessMode": mode,
+            }
+        },
+    }
+
+
+def fs_request(image: str, mode: str, script: str) -> dict[str, Any]:
+    request = with_overrides(None, name=job_name(f"fsx-{mode}"), image=image, entrypoint=["/bin/sh", "-c", script])
+    request["InputDataConfig"] = [fs_channel(mode)]
+    request["VpcConfig"] = VPC
+    return request
+
+
+def run(plat: TrainingPlatform, request: dict[str, Any], local: Path | None) -> TrainingJobResult:
+    channels = {"shared": local} if local is not None else None
+    return plat.run(parse_request(request), timeout=60, local_channels=channels)
+
+
+def test_ro_mounts_the_directory_read_only(platform: TrainingPlatform, probe: str, shared: Path) -> None:
+    script = (
+        "cat /opt/ml/input/data/shared/a.csv /opt/ml/input/data/shared/sub/b.csv; "
+        "if touch /opt/ml/input/data/shared/new 2>/dev/null; then echo WRITABLE; else echo READ-ONLY; fi; "
+        "cat /opt/ml/input/config/inputdataconfig.json; echo"
+    )
+    result = run(platform, fs_request(probe, "ro", script), shared)
+    assert result.TrainingJobStatus == "Completed", result.log_tail()
+    assert "1,2" in result.logs
+    assert "3,4" in result.logs
+    assert "READ-ONLY" in result.logs
+    assert "WRITABLE" not in result.logs
+    assert not (shared / "new").exists()
+    config_line = next(line for line in result.logs.splitlines() if '"shared"' in line)
+    config = json.loads(config_line[config_line.index("{") :])
+    assert config["shared"]["TrainingInputMode"] == "File"
+    assert result.hosts[0].channels[0].read_only is True
+    assert sorted(result.hosts[0].channels[0].files) == ["a.csv", "sub/b.csv"]
+
+
+def test_rw_mounts_the_directory_read_write(platform: TrainingPlatform, probe: str, shared: Path) -> None:
+    script = "cat /opt/ml/input/data/shared/a.csv && echo from-the-job >/opt/ml/input/data/shared/written && echo WROTE"
+    result = run(platform, fs_request(probe, "rw", script), shared)
+    assert result.TrainingJobStatus == "Completed", result.log_tail()
+    assert "1,2" in result.logs
+    assert "WROTE" in result.logs
+    if platform.data_path == "bind":  # the directory itself is mounted: the write reaches it, as it reaches EFS
+        assert (shared / "written").read_text() == "from-the-job\n"
+        assert not any("FileSystemDataSource, rw" in w for w in result.warnings)
+    else:  # no shared filesystem: the containers write into a copy, and the result says so
+        assert not (shared / "written").exists()
+        assert any("FileSystemDataSource, rw" in w and str(shared) in w for w in result.warnings), result.warnings
+
+
+def test_without_a_local_directory_the_job_fails_naming_the_fix(platform: TrainingPlatform, probe: str) -> None:
+    result = run(platform, fs_request(probe, "ro", "echo never"), None)
+    assert result.TrainingJobStatus == "Failed"
+    assert "EFS fs-0123456789abcdef0:/datasets/shared (ro)" in result.FailureReason
+    assert "--sm-channel shared=DIR" in result.FailureReason
+    assert "never" not in result.logs
+
+
+def test_the_plugin_refuses_a_file_system_channel_without_a_directory(pytester: pytest.Pytester) -> None:
+    request = fs_request("img:1", "ro", "true")
+    job = pytester.path / "job.json"
+    job.write_text(json.dumps(request))
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--sm-job={job}", "--collect-only")
+    output = "\n".join(result.outlines + result.errlines)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output
+    errors = [line for line in result.errlines if line.startswith("ERROR:")]
+    assert len(errors) == 1, output
+    assert "channel 'shared' reads FileSystemDataSource EFS fs-0123456789abcdef0:/datasets/shared" in errors[0]
+    assert "add --sm-channel shared=DIR" in errors[0]
+    assert "Traceback" not in output
