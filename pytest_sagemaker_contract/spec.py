@@ -63,6 +63,8 @@ SIMULATED_FIELDS = frozenset(
         "StoppingCondition",
         "CheckpointConfig",
         "EnableNetworkIsolation",
+        "EnableManagedSpotTraining",
+        "RetryStrategy",
         "RoleArn",
         "Tags",
     }
@@ -202,6 +204,12 @@ class TrainingJobSpec:
     output_compression: str = "GZIP"
     #: ResourceConfig.VolumeSizeInGB: the ML storage volume /opt/ml lives on (§11); None when not given.
     volume_size_gb: int | None = None
+    #: EnableManagedSpotTraining: the job can be interrupted and restarts itself (contract §11).
+    managed_spot: bool = False
+    #: StoppingCondition.MaxWaitTimeInSeconds (managed spot only): covers every attempt and the waits between.
+    max_wait_s: int | None = None
+    #: RetryStrategy.MaximumRetryAttempts: restarts after an InternalServerError (0: none).
+    max_retry_attempts: int = 0
     role_arn: str = DEFAULT_ROLE_ARN
     not_simulated: tuple[str, ...] = ()
     request: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -530,6 +538,9 @@ def parse_request(
         network_isolation=bool(req.get("EnableNetworkIsolation", False)),
         output_compression=str(req["OutputDataConfig"].get("CompressionType", "GZIP")),
         volume_size_gb=(req.get("ResourceConfig") or {}).get("VolumeSizeInGB"),
+        managed_spot=bool(req.get("EnableManagedSpotTraining", False)),
+        max_wait_s=stopping.get("MaxWaitTimeInSeconds") if req.get("EnableManagedSpotTraining") else None,
+        max_retry_attempts=int((req.get("RetryStrategy") or {}).get("MaximumRetryAttempts", 0)),
         role_arn=req["RoleArn"],
         not_simulated=tuple(not_simulated),
         request=req,

@@ -15,17 +15,27 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..errors import PlatformError
 from ..spec import TrainingJobSpec
 from .engine import EngineError
 from .interference import InterferenceWatcher
 from .job_collect import collect, fault_result, wind_down
 from .job_data import choose_job_data_path
 from .job_plan import JobContext, JobState, plan_job
-from .job_run import Supervisor, create_containers, create_network, job_environment, request_stop, start_hosts
+from .job_restart import arm_witness, begin_restart, note_reads, restart_due
+from .job_run import (
+    Supervisor,
+    create_containers,
+    create_network,
+    job_environment,
+    request_interrupt,
+    request_stop,
+    start_hosts,
+)
 from .job_stage import restore_checkpoints, stage_inputs
 from .logs import LogBuffer
 from .resources import DEFAULT_GRACE_S, PlatformCore
-from .result import Timeline, TrainingJobResult
+from .result import Restart, Timeline, TrainingJobResult
 
 __all__ = ["DEFAULT_GRACE_S", "TrainingJob"]
 
@@ -76,15 +86,22 @@ class TrainingJob:
     def _launch(self) -> None:
         """Plan (done in __init__), then stage while the containers are created, then run."""
         ctx = self._ctx
-        plan, state = ctx.plan, ctx.state
+        plan = ctx.plan
         ctx.platform.engine.image(plan.spec.image)
         network = create_network(ctx)
-        env = job_environment(ctx, network)
         for run in plan.hosts:
             run.layout.create()
             run.layout.write_config(plan.spec, run.host)
+        self._attempt(network)
+
+    def _attempt(self, network: str | None) -> None:
+        """One attempt on the job's network: containers created while inputs are staged, checkpoints restored,
+        started. A restart within the job runs it again with fresh containers (job_restart.py)."""
+        ctx = self._ctx
+        plan, state = ctx.plan, ctx.state
+        env = job_environment(ctx, network)
         ctx.data.prepare()
-        state.secondary_status = "Downloading"
+        state.enter("Downloading", "Downloading input data")
         created = create_containers(ctx, network, env)
         try:
             stage_inputs(ctx)
@@ -95,8 +112,9 @@ class TrainingJob:
         if state.client_error is not None:
             return
         restore_checkpoints(ctx)
+        arm_witness(ctx)
         ctx.data.before_start()
-        state.secondary_status = "Training"
+        state.enter("Training", "Training image download completed. Training in progress.")
         names = {r.container_id: r.name for r in plan.hosts if r.container_id}
         state.interference = InterferenceWatcher(ctx.platform.engine, names)
         start_hosts(ctx)
@@ -106,9 +124,29 @@ class TrainingJob:
 
     def _supervise(self) -> None:
         try:
-            Supervisor(self._ctx, lambda grace, reason: self.stop(grace=grace, reason=reason)).run()
+            while True:
+                Supervisor(self._ctx, lambda grace, reason: self.stop(grace=grace, reason=reason)).run()
+                if not self._restarted():
+                    break
         finally:
             self._finish()
+
+    def _restarted(self) -> bool:
+        """The attempt is over: wind it down; restart the job in new containers when it is due (a managed spot
+        interruption, a RetryStrategy retry). A restart the engine refuses is the job's engine fault."""
+        ctx = self._ctx
+        note_reads(ctx)
+        wind_down(ctx)
+        cause = restart_due(ctx)
+        if cause is None or not begin_restart(ctx, cause):
+            return False
+        try:
+            self._attempt(ctx.state.network_name or None)
+        except Exception as exc:
+            for run in ctx.plan.hosts:
+                run.engine_fault = run.engine_fault or f"the restart after {cause} failed ({type(exc).__name__}: {exc})"
+            return False
+        return True
 
     def _finish(self) -> None:
         try:
@@ -141,6 +179,19 @@ class TrainingJob:
     @property
     def secondary_status(self) -> str:
         return self._ctx.state.secondary_status
+
+    @property
+    def attempt(self) -> int:
+        """The attempt running now: 1, plus one per restart within the job."""
+        return self._ctx.state.attempt
+
+    @property
+    def restarts(self) -> list[Restart]:
+        return list(self._ctx.state.restarts)
+
+    def secondary_status_transitions(self) -> list[dict[str, object]]:
+        """DescribeTrainingJob's SecondaryStatusTransitions so far."""
+        return self._ctx.state.transitions.as_list()
 
     @property
     def kill_due(self) -> float | None:
@@ -181,6 +232,18 @@ class TrainingJob:
     def stop(self, grace: float = DEFAULT_GRACE_S, reason: str = "Stopped") -> None:
         """StopTrainingJob: SIGTERM to every host's PID 1 now, SIGKILL to those still running after `grace`."""
         request_stop(self._ctx, grace, reason)
+
+    def interrupt(self, grace: float = DEFAULT_GRACE_S) -> bool:
+        """A managed spot interruption (the instances reclaimed): SIGTERM to every host's PID 1 now, SIGKILL after
+        `grace`, checkpoints synced up; then the same job restarts in fresh containers with its input and
+        checkpoints downloaded again (contract §11). False when the job is stopping, already being interrupted,
+        or over."""
+        if not self.spec.managed_spot:
+            raise PlatformError(
+                f"training job {self.spec.name} is not a managed spot job: only EnableManagedSpotTraining jobs are "
+                "interrupted; set it (with StoppingCondition.MaxWaitTimeInSeconds) to simulate a spot interruption"
+            )
+        return request_interrupt(self._ctx, grace)
 
     def wait(self, timeout: float | None = None) -> TrainingJobResult:
         """Block until the job has ended and its artifacts are uploaded."""

@@ -18,7 +18,7 @@ from .artifacts import Merged, list_files, modified_inputs, pack_and_upload
 from .data_path import remove_tree
 from .job_plan import HostRun, JobContext
 from .job_run import join_follower
-from .result import HostResult, JobStatus, TrainingJobResult, decide_job_status
+from .result import FINAL_MESSAGES, HostResult, JobStatus, TrainingJobResult, decide_job_status
 
 __all__ = ["collect", "fault_result", "wind_down"]
 
@@ -28,8 +28,11 @@ _NOT_WRITTEN_ELSEWHERE = ("/opt/ml/input", "/opt/ml/model", "/proc", "/sys", "/d
 
 def wind_down(ctx: JobContext) -> None:
     """Every host has exited (or never started): feeders, helpers, log followers, watchers and checkpoint
-    syncs end, in that order."""
+    syncs end, in that order; once per attempt."""
     state = ctx.state
+    if state.wound_down:
+        return
+    state.wound_down = True
     if state.kill_timer is not None:
         state.kill_timer.cancel()
     with state.kill_lock:  # a SIGKILL in flight: let it record which hosts it killed
@@ -52,7 +55,7 @@ def collect(ctx: JobContext) -> TrainingJobResult:
     """Stage 4 (collect) and 5 (verdict): the job's DescribeTrainingJob result."""
     ctx.data.after_exit(ctx.state)
     hosts, oom, removals = _host_results(ctx)
-    ctx.state.secondary_status = "Uploading"
+    ctx.state.enter("Uploading", "Uploading generated training model")
     artifacts = _upload(ctx)
     _remove_resources(ctx, removals)
     state = ctx.state
@@ -63,7 +66,7 @@ def collect(ctx: JobContext) -> TrainingJobResult:
         stop_reason=state.stop_reason,
         oom=oom,
     )
-    state.secondary_status = status.SecondaryStatus
+    state.enter(status.SecondaryStatus, FINAL_MESSAGES.get(status.SecondaryStatus, status.SecondaryStatus))
     return _result(ctx, status, hosts, artifacts)
 
 
@@ -106,7 +109,7 @@ def fault_result(ctx: JobContext, exc: BaseException) -> TrainingJobResult:
     status = decide_job_status(
         hosts, client_error=state.client_error, first_failure=None, stop_reason=state.stop_reason
     )
-    state.secondary_status = status.SecondaryStatus
+    state.enter(status.SecondaryStatus, FINAL_MESSAGES.get(status.SecondaryStatus, status.SecondaryStatus))
     spec = ctx.plan.spec
     model_uri = f"{spec.output_path}/{spec.name}/output/model.tar.gz"
     return _result(ctx, status, hosts, _Artifacts(model_uri, Merged(), Merged(), None))
@@ -254,6 +257,8 @@ def _result(ctx: JobContext, status: JobStatus, hosts: list[HostResult], artifac
         log_path=logs.path,
         engine_faults=[r.engine_fault for r in plan.hosts if r.engine_fault is not None],
         model_links=artifacts.model.links,
+        SecondaryStatusTransitions=state.transitions.as_list(),
+        restarts=list(state.restarts),
     )
     if not platform.keep:
         result.discard_log_with_result()

@@ -9,6 +9,7 @@ is the interface of the one data path strategy a job gets (job_data.py holds the
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,8 @@ from .layout import Host, HostLayout, assign_hosts, training_job_arn
 from .logs import LogBuffer, durable_log_dir
 from .pipes import PipeFeeder
 from .resources import PlatformCore
-from .result import Timeline
+from .result import Restart, SecondaryStatusLog, Timeline
+from .spot import ReadWitness
 
 __all__ = ["DataPath", "HostRun", "JobContext", "JobPlan", "JobState", "plan_job"]
 
@@ -135,6 +137,22 @@ class JobState:
 
     timeline: Timeline = field(default_factory=Timeline)
     secondary_status: str = "Starting"
+    #: SecondaryStatusTransitions, across every attempt of the job.
+    transitions: SecondaryStatusLog = field(default_factory=SecondaryStatusLog)
+    #: CreateTrainingJob returned (epoch seconds): MaxWaitTimeInSeconds counts from here.
+    created_at: float = field(default_factory=time.time)
+    #: The attempt running now (1 for the first run; a restart within the job adds one).
+    attempt: int = 1
+    #: An interruption (a managed spot reclaim) is under way for this attempt.
+    interrupting: bool = False
+    #: Seconds trained by earlier attempts: MaxRuntimeInSeconds counts them.
+    trained_s: float = 0.0
+    retries_used: int = 0
+    restarts: list[Restart] = field(default_factory=list)
+    #: Which restored checkpoints the running attempt reads (set on a restarted attempt where it can tell).
+    witness: ReadWitness | None = None
+    #: The attempt's feeders, followers, watchers and checkpoint syncs have ended (wind_down ran).
+    wound_down: bool = False
     #: A problem with the request found while staging (e.g. a channel with no data): the job fails as a client error.
     client_error: str | None = None
     #: The first host that failed, with its exit code: its peers are then killed.
@@ -158,6 +176,14 @@ class JobState:
     stop_lock: threading.Lock = field(default_factory=threading.Lock)
     #: Held while SIGKILL goes out, so the end of the job knows which hosts it killed.
     kill_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.transitions.enter(self.secondary_status, "Launching requested ML instances", self.created_at)
+
+    def enter(self, status: str, message: str) -> None:
+        """The job's SecondaryStatus is now `status` (recorded in SecondaryStatusTransitions)."""
+        self.secondary_status = status
+        self.transitions.enter(status, message)
 
     def phase(self) -> str:
         """The job's phase in words, for messages about what happened during it."""

@@ -21,6 +21,7 @@ from .instances import engine_capacity, resource_plan
 from .job_plan import HostRun, JobContext, JobState
 from .layout import channels_for, container_environment, instance_hostname, s3_client_environment
 from .logs import MAX_LINE_BYTES, LogBuffer
+from .spot import Deadline, next_deadline
 
 __all__ = [
     "ENGINE_PATIENCE_S",
@@ -32,6 +33,7 @@ __all__ = [
     "job_environment",
     "join_follower",
     "outside_kill",
+    "request_interrupt",
     "request_stop",
     "start_hosts",
 ]
@@ -221,7 +223,8 @@ def outside_kill(engine: Engine, run: HostRun, code: int, phase: str) -> str | N
 
 
 class Supervisor:
-    """Waits for every host's exit; a failed host's peers are killed; MaxRuntimeInSeconds stops the job."""
+    """Waits for every host's exit; a failed host's peers are killed; MaxRuntimeInSeconds (and a spot job's
+    MaxWaitTimeInSeconds) stops the job."""
 
     def __init__(self, ctx: JobContext, stop: Callable[[float, str], None]) -> None:
         self.ctx = ctx
@@ -230,9 +233,21 @@ class Supervisor:
         self._stop = stop
         self._unreachable_since: float | None = None
 
+    def deadline(self) -> Deadline:
+        """This attempt's deadline: what is left of MaxRuntimeInSeconds, or a spot job's MaxWaitTimeInSeconds."""
+        state, spec = self.state, self.ctx.plan.spec
+        return next_deadline(
+            created=state.created_at,
+            started=state.timeline.started or time.time(),
+            trained_s=state.trained_s,
+            max_runtime_s=spec.max_runtime_s,
+            max_wait_s=spec.max_wait_s,
+        )
+
     def run(self) -> None:
         state = self.state
-        deadline = (state.timeline.started or time.time()) + self.ctx.plan.spec.max_runtime_s
+        limit = self.deadline()
+        deadline = limit.at
         pending = [
             r
             for r in self.ctx.plan.hosts
@@ -244,7 +259,7 @@ class Supervisor:
                     pending.remove(run)
                     self._after_exit(run, pending)
             if pending and time.time() >= deadline and state.stop_reason is None:
-                self._stop(self.ctx.platform.grace_s, "MaxRuntimeExceeded")
+                self._stop(self.ctx.platform.grace_s, limit.reason)
 
     def _exited(self, run: HostRun, deadline: float, waiting: int) -> bool:
         """Wait a moment for `run`'s exit; True once it exited (or is gone), with its exit code recorded."""
@@ -282,7 +297,7 @@ class Supervisor:
         """A host that failed (or was lost) first ends the job: its peers are killed (contract §7)."""
         state = self.state
         if run.engine_fault is None and (
-            run.exit_code == 0 or state.failure is not None or state.stop_reason is not None
+            run.exit_code == 0 or state.failure is not None or state.stop_reason is not None or state.interrupting
         ):
             return
         if state.failure is None:
@@ -314,8 +329,30 @@ def request_stop(ctx: JobContext, grace: float, reason: str) -> None:
         timeline.signals_at_sigterm = signals
         pid1 = next((p for p in signals if p.pid == 1), None)
         timeline.pid1_sigterm = pid1.sigterm if pid1 is not None else None
+    state.enter("Stopping", "Stopping the training job")
+    _terminate(ctx, running, grace)
+
+
+def request_interrupt(ctx: JobContext, grace: float) -> bool:
+    """A managed spot interruption: SIGTERM to every host's PID 1 now, SIGKILL after `grace`, then the job restarts
+    (job_restart.py). False when the job is already stopping, being interrupted or over."""
+    state = ctx.state
+    running = [r for r in ctx.plan.hosts if r.container_id is not None and r.exit_code is None]
+    with state.stop_lock:
+        if state.stop_reason is not None or state.interrupting or state.done.is_set() or not running:
+            return False
+        state.interrupting = True
+    state.timeline.stop_requested = time.time()
+    state.enter("Interrupted", "The managed spot training instances were interrupted")
+    _terminate(ctx, running, grace)
+    return True
+
+
+def _terminate(ctx: JobContext, running: list[HostRun], grace: float) -> None:
+    """SIGTERM to `running` now, SIGKILL to those still running after `grace`."""
+    state, engine = ctx.state, ctx.platform.engine
+    timeline = state.timeline
     timeline.sigterm_sent = time.time()
-    state.secondary_status = "Stopping"
     for run in running:
         assert run.container_id is not None
         engine.kill(run.container_id, "SIGTERM")

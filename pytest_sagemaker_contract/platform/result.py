@@ -11,6 +11,8 @@ import contextlib
 import os
 import tarfile
 import tempfile
+import threading
+import time
 import warnings
 import weakref
 from collections.abc import Sequence
@@ -25,11 +27,14 @@ from .signals import ProcessSignals
 from .untrusted import UnsafeName, safe_join, safe_relative
 
 __all__ = [
+    "FINAL_MESSAGES",
     "INTERNAL_ERROR_PREFIX",
     "MAX_FAILURE_REASON",
     "OOM_REASON",
     "HostResult",
     "JobStatus",
+    "Restart",
+    "SecondaryStatusLog",
     "Timeline",
     "TrainingJobResult",
     "decide_job_status",
@@ -106,6 +111,86 @@ class Timeline:
         }
 
 
+#: Statuses that end a job: the last transition's EndTime is its StartTime.
+_TERMINAL = frozenset({"Completed", "Failed", "Stopped", "MaxRuntimeExceeded", "MaxWaitTimeExceeded"})
+
+
+#: StatusMessage of each final SecondaryStatus (the wording of real jobs' messages is uncertain, docs/contract.md).
+FINAL_MESSAGES = {
+    "Completed": "Training job completed",
+    "Failed": "Training job failed",
+    "Stopped": "Training job stopped",
+    "MaxRuntimeExceeded": "Training job stopped: MaxRuntimeInSeconds exceeded",
+    "MaxWaitTimeExceeded": "Training job stopped: MaxWaitTimeInSeconds exceeded (it covers every attempt)",
+}
+
+
+class SecondaryStatusLog:
+    """DescribeTrainingJob's SecondaryStatusTransitions: each secondary status the job went through, with its
+    StartTime, its EndTime once the next began, and a StatusMessage; a restarted job goes through Starting,
+    Downloading and Training again (contract §11)."""
+
+    def __init__(self) -> None:
+        self._entries: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def enter(self, status: str, message: str, now: float | None = None) -> None:
+        """The job is now in `status`; a repeat of the current status only updates its message."""
+        at = time.time() if now is None else now
+        with self._lock:
+            last = self._entries[-1] if self._entries else None
+            if last is not None and last["Status"] == status and "EndTime" not in last:
+                last["StatusMessage"] = message
+                return
+            if last is not None and "EndTime" not in last:
+                last["EndTime"] = at
+            entry: dict[str, Any] = {"Status": status, "StartTime": at, "StatusMessage": message}
+            if status in _TERMINAL:
+                entry["EndTime"] = at
+            self._entries.append(entry)
+
+    def statuses(self) -> list[str]:
+        with self._lock:
+            return [e["Status"] for e in self._entries]
+
+    def as_list(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(e) for e in self._entries]
+
+
+@dataclass
+class Restart:
+    """One restart within the same job: why the attempt ended and what the next attempt was given."""
+
+    #: The attempt that ended (1 for the first run).
+    attempt: int
+    #: "Interrupted" (a managed spot reclaim) or "InternalServerError" (an engine fault, RetryStrategy).
+    cause: str
+    #: A sentence: what ended the attempt.
+    reason: str
+    #: When the attempt's last container exited (epoch seconds).
+    at: float
+    #: Checkpoint files the checkpoint S3 URI held when the attempt ended (synced during it and at its end).
+    checkpoints_saved: list[str] = field(default_factory=list)
+    #: Checkpoint files restored into the next attempt's fresh containers.
+    restored: list[str] = field(default_factory=list)
+    #: Of those, the files the next attempt read; None where the platform cannot tell (no access times).
+    read: list[str] | None = None
+    #: The ended attempt's timeline (its SIGTERM, SIGKILL, exit).
+    timeline: Timeline = field(default_factory=Timeline)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "cause": self.cause,
+            "reason": self.reason,
+            "at": self.at,
+            "checkpoints_saved": list(self.checkpoints_saved),
+            "restored": list(self.restored),
+            "read": None if self.read is None else list(self.read),
+        }
+
+
 @dataclass
 class HostResult:
     host: str
@@ -163,6 +248,10 @@ class TrainingJobResult:
     engine_faults: list[str] = field(default_factory=list)
     #: The model's symbolic links, `name -> target`: kept as links in model.tar.gz, they hold no model bytes.
     model_links: list[str] = field(default_factory=list)
+    #: DescribeTrainingJob's SecondaryStatusTransitions (Status, StartTime, EndTime, StatusMessage).
+    SecondaryStatusTransitions: list[dict[str, Any]] = field(default_factory=list)
+    #: Restarts within this job (managed spot interruptions, RetryStrategy retries), in order.
+    restarts: list[Restart] = field(default_factory=list)
     _log_finalizer: Any = field(init=False, default=None, repr=False, compare=False)
 
     @property
@@ -189,6 +278,8 @@ class TrainingJobResult:
             out["TrainingStartTime"] = self.timeline.started
         if self.timeline.exited is not None:
             out["TrainingEndTime"] = self.timeline.exited
+        if self.SecondaryStatusTransitions:
+            out["SecondaryStatusTransitions"] = [dict(t) for t in self.SecondaryStatusTransitions]
         return out
 
     def log_tail(self, lines: int = 20) -> str:
@@ -347,10 +438,10 @@ def decide_job_status(
 
     A staging error (ClientError) fails the job before any container ran. An engine fault (a container
     removed or killed from outside the platform, the engine gone) fails it next, as SageMaker's
-    InternalServerError: the exit code it caused is the platform's doing, not the image's. A stop (StopTrainingJob or
-    MaxRuntimeExceeded) wins over the exit codes it caused: the job is Stopped, whatever the
-    containers returned. Otherwise the first host to fail (`first_failure`, else the first non-zero
-    exit) decides FailureReason; all hosts at 0 is Completed.
+    InternalServerError: the exit code it caused is the platform's doing, not the image's. A stop (StopTrainingJob,
+    MaxRuntimeExceeded or a spot job's MaxWaitTimeExceeded) wins over the exit codes it caused: the job is
+    Stopped, whatever the containers returned. Otherwise the first host to fail (`first_failure`, else the
+    first non-zero exit) decides FailureReason; all hosts at 0 is Completed.
     """
     if client_error is not None:
         return JobStatus("Failed", "Failed", client_error, None)

@@ -98,13 +98,14 @@ def test_real_shaped_request_lists_unsimulated_fields() -> None:
     spec = parse_request(req)
     for name in (
         "VpcConfig",
-        "EnableManagedSpotTraining",
         "DebugHookConfig",
         "EnableInterContainerTrafficEncryption",
         "AlgorithmSpecification.EnableSageMakerMetricsTimeSeries",
     ):
         assert name in spec.not_simulated
     assert "AlgorithmSpecification.MetricDefinitions" not in spec.not_simulated
+    assert "EnableManagedSpotTraining" not in spec.not_simulated  # interruptions restart the job (§11)
+    assert (spec.managed_spot, spec.max_wait_s) == (True, 7200)
     assert "Tags" not in spec.not_simulated
     assert "TrainingJobName" not in spec.not_simulated
 
