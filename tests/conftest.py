@@ -12,11 +12,11 @@ from pathlib import Path
 import docker
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples"
+from .helpers import EXAMPLES
+
 sys.path.insert(0, str(EXAMPLES))
 
-import build  # noqa: E402
+import build
 
 pytest_plugins = ["pytester"]
 

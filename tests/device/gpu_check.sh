@@ -13,7 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 export PYTHONUNBUFFERED=1
-site=/tmp/sm-contract-site
+site=${TMPDIR:-/tmp}/sm-contract-site
 mkdir -p "$site" && tar -C "$site" -xJf .device/site.tar.xz || exit 1
 export PYTHONPATH=$site:$repo${PYTHONPATH:+:$PYTHONPATH}
 python3 -c 'import docker, boto3, moto, flask, pytest_sagemaker_contract.plugin' || exit 1

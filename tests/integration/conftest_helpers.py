@@ -1,4 +1,4 @@
-"""Helpers shared by the integration tests (not fixtures)."""
+"""Helpers shared by the integration tests (not fixtures: those are in conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,28 +8,67 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_sagemaker_contract.contract import CheckContext, CheckNote
-from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET
+from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, RequestOverrides, job_name, with_overrides
 from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingPlatform
+from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
+
+from ..helpers import EXAMPLES, IMAGES, KMEANS, REMOTE_HOST, REMOTE_TOOL, REPO, run_suite
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = [
+    "EXAMPLES",
+    "IMAGES",
+    "KMEANS",
+    "REMOTE_HOST",
+    "REMOTE_TOOL",
+    "REPO",
+    "DetachedCheck",
+    "assert_environment_fault",
+    "auto_gives_gpus",
+    "host_gpu_support",
+    "job_spec",
+    "local_platform",
+    "outcomes_by_check",
+    "run_checks",
+    "run_suite",
+]
 
 
 @contextlib.contextmanager
-def local_platform(workdir: Path, grace_s: float) -> Iterator[TrainingPlatform]:
-    """A platform on the local engine with its own S3 (the generated-URI bucket made), closed after use."""
+def local_platform(workdir: Path, grace_s: float, *, bridge: bool = False, **kw: Any) -> Iterator[TrainingPlatform]:
+    """A platform on the local engine with its own S3 (the generated-URI bucket made), closed after use.
+
+    `bridge`: the S3 server listens on Docker's bridge gateway and containers reach it there directly, as the
+    plugin sets it up; `kw` goes to `TrainingPlatform` as it is.
+    """
     engine = Engine()
-    s3 = S3Server().start()
+    if bridge:
+        gateway = engine.bridge_gateway()
+        assert gateway, "these tests need Docker's default bridge on this machine"
+        s3 = S3Server(host=gateway).start()
+        kw.setdefault("container_s3_endpoint", s3.endpoint_url)
+    else:
+        s3 = S3Server().start()
     s3.ensure_bucket(CHANNEL_BUCKET)
-    plat = TrainingPlatform(engine, s3, workdir, grace_s=grace_s)
+    plat = TrainingPlatform(engine, s3, workdir, grace_s=grace_s, **kw)
     try:
         yield plat
     finally:
         plat.close()
         s3.stop()
         engine.client.close()
+
+
+def job_spec(image: str, prefix: str, **overrides: Unpack[RequestOverrides]) -> TrainingJobSpec:
+    """The parsed default request for `image`, named `<prefix>-…`, with `with_overrides`' keywords applied."""
+    return parse_request(with_overrides(None, name=job_name(prefix), image=image, **overrides))
 
 
 class DetachedCheck(CheckContext):
@@ -46,6 +85,22 @@ class DetachedCheck(CheckContext):
         return ""  # the test's own platform, on the local engine: its containers reach its S3
 
 
+def assert_environment_fault(check: CheckContext, excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    """The check failed as an environment fault about a container, not the image's; its kept log (outside the
+    platform's work directory, so that the report's link outlives it) is removed. Returns the message."""
+    message = str(excinfo.value)
+    assert message.startswith(
+        f"{check.check_id} ({check.note.clause}): environment fault, not the image's: container sm-"
+    ), message
+    assert "The run proves nothing about the image" in message
+    assert check.note.message.startswith("environment fault, not the image's"), check.note.message
+    log = Path(check.note.log_path)
+    assert log.is_file(), "the log named in the report must outlive the platform's work directory"
+    assert check.platform.workdir not in log.parents
+    log.unlink()
+    return message
+
+
 def outcomes_by_check(report: dict[str, Any], image_index: int = 0) -> dict[str, tuple[str, str]]:
     """check id -> (outcome, message) from a --sm-report JSON document."""
     return {c["id"]: (c["outcome"], c["message"]) for c in report["images"][image_index]["checks"]}
@@ -56,9 +111,7 @@ def run_checks(
 ) -> tuple[pytest.RunResult, dict[str, tuple[str, str]]]:
     """`pytest --sm-image IMAGE ARGS` in a subprocess; its result and the JSON report's verdicts."""
     report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", f"--sm-image={image}", f"--sm-report={report}", *args, timeout=600
-    )
+    result = run_suite(pytester, f"--sm-image={image}", f"--sm-report={report}", *args)
     return result, outcomes_by_check(json.loads(report.read_text()))
 
 

@@ -7,37 +7,20 @@ credentials, disk space and uncompressed output as SageMaker gives them, not as 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overrides
-from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingJobResult, TrainingPlatform
+from pytest_sagemaker_contract.platform import TrainingJobResult, TrainingPlatform
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
 
-IMAGES = Path(__file__).resolve().parents[1] / "images"
+from .conftest_helpers import IMAGES
 
-pytestmark = pytest.mark.usefixtures("no_leftovers")
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
-    """Containers reach this session's S3 directly, at Docker's bridge gateway (as the plugin sets it up)."""
-    engine = Engine()
-    gateway = engine.bridge_gateway()
-    assert gateway, "these tests need Docker's default bridge on this machine"
-    s3 = S3Server(host=gateway).start()
-    s3.ensure_bucket(CHANNEL_BUCKET)
-    plat = TrainingPlatform(
-        engine, s3, tmp_path_factory.mktemp("aws-env"), grace_s=10, container_s3_endpoint=s3.endpoint_url
-    )
-    try:
-        yield plat
-    finally:
-        plat.close()
-        s3.stop()
+#: Containers reach this session's S3 directly, at Docker's bridge gateway (as the plugin sets it up).
+pytestmark = [pytest.mark.usefixtures("no_leftovers"), pytest.mark.local_platform(grace_s=10, bridge=True)]
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,9 @@ import jsonschema
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from .conftest_helpers import KMEANS, REPO
+
 CI = REPO / "examples" / "ci"
-KMEANS = REPO / "examples" / "kmeans"
-REMOTE_TOOL = REPO / ".ci" / "remote-engine"
-REMOTE_HOST = "unix:///run/sm-remote-engine/docker.sock"
 SCHEMA = json.loads((REPO / "docs" / "report.schema.json").read_text())
 
 
@@ -102,27 +100,14 @@ def test_the_github_gate_command_passes_a_good_image(kmeans: str, tmp_path: Path
     check_reports(run_gate("github-actions.yml", kmeans, cwd, dict(os.environ)), cwd)
 
 
-@pytest.fixture(scope="module")
-def remote_engine() -> str:
-    """The non-local engine's DOCKER_HOST, started with .ci/remote-engine; skipped where it cannot run here,
-    unless SM_CONTRACT_REQUIRE_REMOTE=1 (CI)."""
-    why = None
-    if os.geteuid() != 0:
-        why = "the remote-engine tool starts a second dockerd and needs root"
-    else:
-        done = subprocess.run([str(REMOTE_TOOL), "start"], capture_output=True, text=True, timeout=120, check=False)
-        if done.returncode != 0:
-            why = f"remote-engine start failed: {done.stderr.strip()[-300:]}"
-    if why is not None:
-        if os.environ.get("SM_CONTRACT_REQUIRE_REMOTE") == "1":
-            pytest.fail(f"SM_CONTRACT_REQUIRE_REMOTE=1 but {why}", pytrace=False)
-        pytest.skip(why)
-    return REMOTE_HOST
-
-
 def test_the_gitlab_gate_command_passes_on_a_non_local_engine(
-    kmeans: str, remote_engine: str, docker_client: docker.DockerClient, tmp_path: Path
+    kmeans: str,
+    remote_engine_host: str,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+    remote_private_tmp: Path,
 ) -> None:
+    remote_engine = remote_engine_host
     remote = docker.DockerClient(base_url=remote_engine, timeout=300)
     try:
         try:

@@ -17,26 +17,13 @@ from urllib.parse import urlparse
 import pytest
 
 from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overrides
-from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingJobResult, TrainingPlatform
+from pytest_sagemaker_contract.platform import TrainingJobResult, TrainingPlatform
 from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 from pytest_sagemaker_contract.spec import parse_request
 
-IMAGES = Path(__file__).resolve().parents[1] / "images"
+from .conftest_helpers import IMAGES
 
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
-    engine = Engine()
-    gateway = engine.bridge_gateway()
-    assert gateway, "these tests need Docker's default bridge on this machine"
-    s3 = S3Server(host=gateway).start()
-    s3.ensure_bucket(CHANNEL_BUCKET)
-    plat = TrainingPlatform(
-        engine, s3, tmp_path_factory.mktemp("cluster"), grace_s=5, container_s3_endpoint=s3.endpoint_url
-    )
-    yield plat
-    plat.close()
-    s3.stop()
+pytestmark = pytest.mark.local_platform(grace_s=5, bridge=True)
 
 
 @pytest.fixture(autouse=True)

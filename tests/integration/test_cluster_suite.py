@@ -7,11 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest_helpers import run_checks
-
-REPO = Path(__file__).resolve().parents[2]
-IMAGES = REPO / "tests" / "images"
-KMEANS = REPO / "examples" / "kmeans"
+from .conftest_helpers import IMAGES, KMEANS, run_checks
 
 
 @pytest.fixture(scope="module")

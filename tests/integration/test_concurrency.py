@@ -21,7 +21,8 @@ from pathlib import Path
 import docker
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from .conftest_helpers import REPO
+
 SLEEPER = REPO / "benchmarks" / "images" / "sleeper"
 RUN_CHECKS = ["SM-RUN-DEFAULT", "SM-RUN-ENTRYPOINT", "SM-RUN-ARGUMENTS", "SM-RUN-BOTH", "SM-RUN-EXTERNAL-SCRIPT"]
 

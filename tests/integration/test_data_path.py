@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,40 +22,12 @@ from pytest_sagemaker_contract.platform.data_path import detect_topology
 from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
 
-from .conftest_helpers import outcomes_by_check
+from .conftest_helpers import IMAGES, KMEANS, REMOTE_HOST, outcomes_by_check, run_suite
 
-REPO = Path(__file__).resolve().parents[2]
-KMEANS = REPO / "examples" / "kmeans"
-IMAGES = Path(__file__).resolve().parents[1] / "images"
 #: The project's own copy of a non-local engine (.ci/run starts it too): own /tmp, own network, a unix socket.
-REMOTE_TOOL = REPO / ".ci" / "remote-engine"
-REMOTE_HOST = "unix:///run/sm-remote-engine/docker.sock"
 
 
 # -- engines ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def remote_engine() -> Iterator[docker.DockerClient]:
-    """A non-local engine: started with the tool; skipped only when the tool is missing or cannot run here
-    (it needs root), unless SM_CONTRACT_REQUIRE_REMOTE=1 (CI), where that is a failure."""
-    required = os.environ.get("SM_CONTRACT_REQUIRE_REMOTE") == "1"
-    why = None
-    if not REMOTE_TOOL.exists():
-        why = f"{REMOTE_TOOL} is missing"
-    elif os.geteuid() != 0:
-        why = "the remote-engine tool starts a second dockerd and needs root"
-    else:
-        done = subprocess.run([str(REMOTE_TOOL), "start"], capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            why = f"remote-engine start failed: {done.stderr.strip()[-300:]}"
-    if why is not None:
-        if required:
-            pytest.fail(f"SM_CONTRACT_REQUIRE_REMOTE=1 but {why}", pytrace=False)
-        pytest.skip(why)
-    client = docker.DockerClient(base_url=REMOTE_HOST, timeout=300)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="session")
@@ -134,7 +105,10 @@ def test_topology_local_engine_shares_the_filesystem(docker_client: docker.Docke
 
 
 def test_topology_remote_engine_shares_nothing(
-    remote_engine: docker.DockerClient, on_remote: Callable[[str], str], example_image: Callable[[str | Path], str]
+    remote_engine: docker.DockerClient,
+    on_remote: Callable[[str], str],
+    example_image: Callable[[str | Path], str],
+    remote_private_tmp: Path,
 ) -> None:
     image = on_remote(example_image(IMAGES / "data-path-probe"))
     topology = detect_topology(Engine(remote_engine), "topology-test", [image])
@@ -291,16 +265,7 @@ SUITE_ARGS = (
 
 def _suite(pytester: pytest.Pytester, image: str, *args: str) -> tuple[pytest.RunResult, dict[str, str]]:
     report = pytester.path / f"report-{len(list(pytester.path.glob('report-*')))}.json"
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:randomly",
-        f"--sm-image={image}",
-        f"--sm-report={report}",
-        *args,
-        timeout=600,
-    )
+    result = run_suite(pytester, f"--sm-image={image}", f"--sm-report={report}", *args)
     return result, {k: v[0] for k, v in outcomes_by_check(json.loads(report.read_text())).items()}
 
 
@@ -309,6 +274,7 @@ def test_kmeans_suite_same_verdicts_on_remote_engine_and_forced_engine_path(
     example_image: Callable[[str], str],
     on_remote: Callable[[str], str],
     monkeypatch: pytest.MonkeyPatch,
+    remote_private_tmp: Path,
 ) -> None:
     image = example_image("kmeans")
     on_remote(image)
@@ -329,7 +295,7 @@ def test_kmeans_suite_same_verdicts_on_remote_engine_and_forced_engine_path(
     assert local_verdicts["SM-RUN-DEFAULT"] == "passed", local.stdout.str()[-3000:]
     assert forced_verdicts == local_verdicts, forced.stdout.str()[-3000:]
     assert remote_verdicts == local_verdicts, remote.stdout.str()[-3000:]
-    assert not any(Path("/tmp").glob("sm-contract-marker-*"))
+    assert not any(remote_private_tmp.glob("sm-contract-marker-*"))
 
 
 def test_image_that_calls_s3_reaches_it_on_a_non_local_engine_through_the_relay(
@@ -337,6 +303,7 @@ def test_image_that_calls_s3_reaches_it_on_a_non_local_engine_through_the_relay(
     example_image: Callable[[str | Path], str],
     on_remote: Callable[[str], str],
     monkeypatch: pytest.MonkeyPatch,
+    remote_private_tmp: Path,
 ) -> None:
     """Deliverable 3: an image that calls S3 itself (AWS_ENDPOINT_URL_S3) gets the same verdict on an engine
     whose containers cannot reach this process as on the local one, through the relay; the header says so;

@@ -10,10 +10,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from .conftest_helpers import auto_gives_gpus, host_gpu_support
-
-REPO = Path(__file__).resolve().parents[2]
-IMAGES = REPO / "tests" / "images"
+from .conftest_helpers import IMAGES, REPO, auto_gives_gpus, host_gpu_support
 
 USER_TESTS = """
 import json

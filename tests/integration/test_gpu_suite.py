@@ -24,9 +24,7 @@ from pytest_sagemaker_contract.platform import Engine
 from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 from pytest_sagemaker_contract.platform.gpu import detect, gpu_plan, merge_host_config
 
-from .conftest_helpers import host_gpu_support, outcomes_by_check
-
-IMAGES = Path(__file__).resolve().parents[1] / "images"
+from .conftest_helpers import IMAGES, host_gpu_support, outcomes_by_check
 
 
 @pytest.fixture(scope="module")

@@ -16,34 +16,28 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from pytest_sagemaker_contract.contract.model import model_problem
 from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overrides
-from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingPlatform
+from pytest_sagemaker_contract.platform import TrainingPlatform
 from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
 
-from .conftest_helpers import run_checks
+from .conftest_helpers import IMAGES, local_platform, run_checks
 
-IMAGES = Path(__file__).resolve().parents[1] / "images"
 SECRET = b"HOST-SECRET-7f3a"
 
 
 @pytest.fixture(scope="module", params=["bind", "engine"])
-def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
-    engine = Engine()
-    s3 = S3Server().start()
-    s3.ensure_bucket(CHANNEL_BUCKET)
-    plat = TrainingPlatform(engine, s3, tmp_path_factory.mktemp("hostile"), grace_s=5, data_path=request.param)
-    try:
+def platform(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
+) -> Iterator[TrainingPlatform]:
+    with local_platform(tmp_path_factory.mktemp("hostile"), grace_s=5, data_path=request.param) as plat:
         yield plat
-    finally:
-        plat.close()
-        s3.stop()
-        labelled = {"label": f"{LABEL_RUN}={plat.run_id}"}
-        assert plat.engine.api.containers(all=True, filters=labelled) == [], "containers left behind"
-        engine.client.close()
+    labelled = {"label": f"{LABEL_RUN}={plat.run_id}"}
+    assert docker_client.api.containers(all=True, filters=labelled) == [], "containers left behind"
 
 
 @pytest.fixture(scope="module")

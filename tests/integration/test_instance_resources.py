@@ -3,31 +3,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_sagemaker_contract.jobs import job_name, with_overrides
 from pytest_sagemaker_contract.platform import TrainingJobResult, TrainingPlatform
 from pytest_sagemaker_contract.platform.instances import GIB, INSTANCE_RESOURCES, host_capacity
 from pytest_sagemaker_contract.platform.result import OOM_REASON
-from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request, training_instance_types
+from pytest_sagemaker_contract.spec import TrainingJobSpec, training_instance_types
 
-from .conftest_helpers import local_platform
+from .conftest_helpers import IMAGES, job_spec
 
-IMAGE = Path(__file__).resolve().parents[1] / "images" / "memory-hog"
+IMAGE = IMAGES / "memory-hog"
 #: The smallest-memory training type (4 GiB), so the out-of-memory test holds as little as it can.
 SMALL = "ml.t3.medium"
 
-pytestmark = pytest.mark.usefixtures("no_leftovers")
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
-    with local_platform(tmp_path_factory.mktemp("resources"), grace_s=10) as plat:
-        yield plat
+pytestmark = [pytest.mark.usefixtures("no_leftovers"), pytest.mark.local_platform(grace_s=10)]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +29,7 @@ def hog(example_image: Callable[[str | Path], str]) -> str:
 
 
 def spec(image: str, prefix: str, **overrides: Any) -> TrainingJobSpec:
-    return parse_request(with_overrides(None, name=job_name(prefix), image=image, instance_type=SMALL, **overrides))
+    return job_spec(image, prefix, instance_type=SMALL, **overrides)
 
 
 def seen(result: TrainingJobResult, tag: str) -> str:

@@ -16,14 +16,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
 import pytest
 
+from pytest_sagemaker_contract.contract import CheckContext
 from pytest_sagemaker_contract.contract.stopping import _stopped_verdict
-from pytest_sagemaker_contract.jobs import job_name, with_overrides
 from pytest_sagemaker_contract.platform import TrainingJobResult, TrainingPlatform
 from pytest_sagemaker_contract.platform.logs import (
     claim_log_dir,
@@ -32,33 +32,15 @@ from pytest_sagemaker_contract.platform.logs import (
     reap_dead_log_dirs,
     release_log_dir,
 )
-from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
 
-from .conftest_helpers import DetachedCheck, local_platform
+from .conftest_helpers import IMAGES, assert_environment_fault, job_spec
 
-IMAGES = Path(__file__).resolve().parents[1] / "images"
-
-pytestmark = pytest.mark.usefixtures("no_leftovers")
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
-    with local_platform(tmp_path_factory.mktemp("platform"), grace_s=60) as plat:
-        yield plat
+pytestmark = [pytest.mark.usefixtures("no_leftovers"), pytest.mark.local_platform(grace_s=60)]
 
 
 @pytest.fixture(scope="module")
 def epochs(example_image: Callable[[str | Path], str]) -> str:
     return example_image(IMAGES / "epochs")
-
-
-def make_spec(image: str, prefix: str, **environment: str) -> TrainingJobSpec:
-    return parse_request(with_overrides(None, name=job_name(prefix), image=image, environment=environment))
-
-
-def suite_for(platform: TrainingPlatform, check_id: str) -> DetachedCheck:
-    """The check helper without a pytest item: enough for the verdict functions of the built-in checks."""
-    return DetachedCheck(platform, check_id, "epochs")
 
 
 def the_fault(result: TrainingJobResult, pattern: str) -> str:
@@ -75,20 +57,18 @@ def the_fault(result: TrainingJobResult, pattern: str) -> str:
     return fault
 
 
-def assert_check_reports_the_environment(suite: DetachedCheck, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-    message = str(excinfo.value)
-    assert message.startswith(f"{suite.check_id} (§5): environment fault, not the image's: container sm-"), message
-    assert "from outside the platform" in message
-    assert "The run proves nothing about the image" in message
-    assert suite.note.message.startswith("environment fault, not the image's")
-    Path(suite.note.log_path).unlink(missing_ok=True)
+def assert_check_reports_the_environment(suite: CheckContext, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    assert "from outside the platform" in assert_environment_fault(suite, excinfo)
 
 
 def test_outside_sigterm_while_training_never_passes_sm_run_default(
-    platform: TrainingPlatform, epochs: str, docker_client: docker.DockerClient
+    platform: TrainingPlatform,
+    epochs: str,
+    docker_client: docker.DockerClient,
+    contract_check: Callable[[str], CheckContext],
 ) -> None:
     """The image saves and exits 0 on SIGTERM: without the platform's eye this was `Completed in 2 s`."""
-    job = platform.start(make_spec(epochs, "outside-term", EPOCHS="30"))
+    job = platform.start(job_spec(epochs, "outside-term", environment={"EPOCHS": "30"}))
     with job:
         assert job.wait_for_log(r"^epoch 2$", timeout=60) is not None
         (container,) = job.container_ids
@@ -102,7 +82,7 @@ def test_outside_sigterm_while_training_never_passes_sm_run_default(
         r"\(docker kill, docker stop or docker restart\?\) while training",
     )
     assert any(line.startswith("SIGTERM: saving after ") for line in result.logs.splitlines())
-    suite = suite_for(platform, "SM-RUN-DEFAULT")
+    suite = contract_check("SM-RUN-DEFAULT")
     with pytest.raises(pytest.fail.Exception) as excinfo:
         suite.expect_completed(result, "docker run IMAGE train")
     assert_check_reports_the_environment(suite, excinfo)
@@ -110,10 +90,13 @@ def test_outside_sigterm_while_training_never_passes_sm_run_default(
 
 
 def test_outside_restart_while_training_is_an_environment_fault(
-    platform: TrainingPlatform, epochs: str, docker_client: docker.DockerClient
+    platform: TrainingPlatform,
+    epochs: str,
+    docker_client: docker.DockerClient,
+    contract_check: Callable[[str], CheckContext],
 ) -> None:
     """`docker restart`: SIGTERM, exit, start again. Whichever run the platform saw end, it is not the image's."""
-    job = platform.start(make_spec(epochs, "outside-restart", EPOCHS="6"))
+    job = platform.start(job_spec(epochs, "outside-restart", environment={"EPOCHS": "6"}))
     with job:
         assert job.wait_for_log(r"^epoch 1$", timeout=60) is not None
         (container,) = job.container_ids
@@ -124,17 +107,20 @@ def test_outside_restart_while_training_is_an_environment_fault(
         r"container sm-\S+ was (sent SIGTERM|stopped|restarted) from outside the platform at \d+\.\d s "
         r"\((docker kill, docker stop or docker restart|docker stop|docker restart)\?\) while training",
     )
-    suite = suite_for(platform, "SM-RUN-DEFAULT")
+    suite = contract_check("SM-RUN-DEFAULT")
     with pytest.raises(pytest.fail.Exception) as excinfo:
         suite.expect_completed(result, "docker run IMAGE train")
     assert_check_reports_the_environment(suite, excinfo)
 
 
 def test_outside_pause_during_the_grace_is_not_blamed_on_the_handler(
-    platform: TrainingPlatform, epochs: str, docker_client: docker.DockerClient
+    platform: TrainingPlatform,
+    epochs: str,
+    docker_client: docker.DockerClient,
+    contract_check: Callable[[str], CheckContext],
 ) -> None:
     """The handler needs 2 s of a 5-s grace; frozen by someone's `docker pause`, it is SIGKILLed at 5 s."""
-    job = platform.start(make_spec(epochs, "outside-pause", EPOCHS="30", SAVE_S="2"))
+    job = platform.start(job_spec(epochs, "outside-pause", environment={"EPOCHS": "30", "SAVE_S": "2"}))
     with job:
         assert job.wait_for_log(r"^epoch 1$", timeout=60) is not None
         (container,) = job.container_ids
@@ -149,7 +135,7 @@ def test_outside_pause_during_the_grace_is_not_blamed_on_the_handler(
         r"during the SIGTERM grace period for \d+\.\d s, until the platform's SIGKILL resumed it",
     )
     assert "saved" not in result.logs.splitlines()
-    suite = suite_for(platform, "SM-SIG-TERM")
+    suite = contract_check("SM-SIG-TERM")
     with pytest.raises(pytest.fail.Exception) as excinfo:
         _stopped_verdict(suite, result, 5, "SIGTERM at log line 'epoch 1'")
     assert_check_reports_the_environment(suite, excinfo)
@@ -158,15 +144,15 @@ def test_outside_pause_during_the_grace_is_not_blamed_on_the_handler(
 
 def test_the_platforms_own_signals_are_not_interference(platform: TrainingPlatform, epochs: str) -> None:
     """Control: a run that completes, a StopTrainingJob the handler honours and one that ends in SIGKILL."""
-    completed = platform.run(make_spec(epochs, "own-complete", EPOCHS="1"))
+    completed = platform.run(job_spec(epochs, "own-complete", environment={"EPOCHS": "1"}))
     assert completed.TrainingJobStatus == "Completed", completed.describe()
-    job = platform.start(make_spec(epochs, "own-stop", EPOCHS="30"))
+    job = platform.start(job_spec(epochs, "own-stop", environment={"EPOCHS": "30"}))
     with job:
         assert job.wait_for_log(r"^epoch 1$", timeout=60) is not None
         job.stop(grace=30)
         stopped = job.wait(timeout=120)
     assert stopped.TrainingJobStatus == "Stopped", stopped.describe()
-    job = platform.start(make_spec(epochs, "own-kill", EPOCHS="30", SAVE_S="30"))
+    job = platform.start(job_spec(epochs, "own-kill", environment={"EPOCHS": "30", "SAVE_S": "30"}))
     with job:
         assert job.wait_for_log(r"^epoch 1$", timeout=60) is not None
         job.stop(grace=2)
@@ -291,11 +277,11 @@ def test_sigterm_to_the_xdist_controller_alone_leaves_no_containers(
 
 
 def test_a_work_directory_removed_by_another_process_is_an_environment_fault(
-    platform: TrainingPlatform, epochs: str
+    platform: TrainingPlatform, epochs: str, contract_check: Callable[[str], CheckContext]
 ) -> None:
     """Another process cleaning the temporary directory removed a running job's work directory (seen under
     `pytest -n 2`): the job ends Failed with that named as an engine fault, not a crashed job thread."""
-    job = platform.start(make_spec(epochs, "workdir-removed", EPOCHS="30"))
+    job = platform.start(job_spec(epochs, "workdir-removed", environment={"EPOCHS": "30"}))
     with job:
         assert job.wait_for_log(r"^epoch 1$", timeout=60) is not None
         subprocess.run(["rm", "-rf", str(job.job_dir)], check=True)
@@ -308,7 +294,7 @@ def test_a_work_directory_removed_by_another_process_is_an_environment_fault(
         "(another process cleaning the temporary directory?)"
     )
     assert result.FailureReason == f"InternalServerError: {fault}"
-    suite = suite_for(platform, "SM-RUN-DEFAULT")
+    suite = contract_check("SM-RUN-DEFAULT")
     with pytest.raises(pytest.fail.Exception) as excinfo:
         suite.expect_completed(result, "docker run IMAGE train")
     assert "environment fault, not the image's: the job's work directory" in str(excinfo.value)

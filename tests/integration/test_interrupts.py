@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from pathlib import Path
 import docker
 import pytest
 
-IMAGES = Path(__file__).resolve().parents[1] / "images"
+from .conftest_helpers import IMAGES
 
 USER_TEST = """
 import pathlib
@@ -126,7 +127,7 @@ def test_a_stopped_test_process_removes_its_containers(
     assert code == pytest.ExitCode.INTERRUPTED, out
     assert everything(docker_client, session.tag) == [], out
     assert "Traceback" not in out
-    assert not list(Path("/tmp").glob(f"sm-contract-{session.tag}-*"))
+    assert not list(Path(tempfile.gettempdir()).glob(f"sm-contract-{session.tag}-*"))
 
 
 def test_sigkill_leftovers_are_removed_by_the_next_session_but_a_live_one_is_kept(
@@ -138,14 +139,14 @@ def test_sigkill_leftovers_are_removed_by_the_next_session_but_a_live_one_is_kep
     os.killpg(killed.proc.pid, signal.SIGKILL)
     killed.finish()
     assert len(containers(docker_client, killed.tag)) == 1, "SIGKILL cannot clean up: the container stays"
-    assert list(Path("/tmp").glob(f"sm-contract-{killed.tag}-*"))
+    assert list(Path(tempfile.gettempdir()).glob(f"sm-contract-{killed.tag}-*"))
 
     pytester.makepyfile("def test_platform(sagemaker_platform):\n    assert sagemaker_platform.engine\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--sm-image={image}", "--sm-no-suite")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*removed * leftover(s) of sessions that died before cleaning up*"])
     assert everything(docker_client, killed.tag) == []
-    assert not list(Path("/tmp").glob(f"sm-contract-{killed.tag}-*"))
+    assert not list(Path(tempfile.gettempdir()).glob(f"sm-contract-{killed.tag}-*"))
 
     [still] = containers(docker_client, live.tag)
     assert still["State"] == "running"

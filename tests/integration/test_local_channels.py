@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overrides
-from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingPlatform
+from pytest_sagemaker_contract.platform import TrainingPlatform
 from pytest_sagemaker_contract.spec import parse_request
 
-IMAGES = Path(__file__).resolve().parents[1] / "images"
+from .conftest_helpers import IMAGES
 
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
-    s3 = S3Server().start()
-    plat = TrainingPlatform(Engine(), s3, tmp_path_factory.mktemp("local-channels"), grace_s=5)
-    yield plat
-    plat.close()
-    s3.stop()
+pytestmark = pytest.mark.local_platform(grace_s=5)
 
 
 @pytest.fixture(scope="module")

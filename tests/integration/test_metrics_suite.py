@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest_helpers import run_checks
-
-REPO = Path(__file__).resolve().parents[2]
-KMEANS = REPO / "examples" / "kmeans"
+from .conftest_helpers import IMAGES, KMEANS, run_checks
 
 
 def test_kmeans_metrics_are_read_from_the_log(
@@ -67,7 +64,7 @@ def test_entrypoint_only_passes_no_train_argument(
 ) -> None:
     """An image that insists on argv `train` trains as `docker run IMAGE train` but not under ContainerEntrypoint
     alone, which SageMaker starts with no arguments: the failure names the argument and both fixes."""
-    image = example_image(REPO / "tests" / "images" / "needs-train-arg")
+    image = example_image(IMAGES / "needs-train-arg")
     result, checks = run_checks(pytester, image, "-k", "SM-RUN-DEFAULT or SM-RUN-ENTRYPOINT")
     result.assert_outcomes(passed=1, failed=1)
     assert checks["SM-RUN-DEFAULT"][0] == "passed"

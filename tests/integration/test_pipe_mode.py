@@ -25,8 +25,8 @@ from pytest_sagemaker_contract.platform.pipes import PipeFeeder, epoch_items
 from pytest_sagemaker_contract.spec import ChannelSpec
 
 from ..unit.pipe_helpers import feeder_for, host
+from .conftest_helpers import IMAGES
 
-IMAGES = Path(__file__).resolve().parents[1] / "images"
 BUCKET = "pipe-mode-tests"
 MAGIC = bytes.fromhex("0a23d7ce")
 

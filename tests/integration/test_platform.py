@@ -27,19 +27,12 @@ from pytest_sagemaker_contract.platform.layout import (
 )
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
 
-from .conftest_helpers import local_platform
+from .conftest_helpers import IMAGES, job_spec
 
-IMAGES = Path(__file__).resolve().parents[1] / "images"
 PROBE = "/opt/program/probe"
 ALT = "/usr/local/bin/alt"
 
-pytestmark = pytest.mark.usefixtures("no_leftovers", "clean_workdir")
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
-    with local_platform(tmp_path_factory.mktemp("platform"), grace_s=30) as plat:
-        yield plat
+pytestmark = [pytest.mark.usefixtures("no_leftovers", "clean_workdir"), pytest.mark.local_platform(grace_s=30)]
 
 
 @pytest.fixture
@@ -62,7 +55,7 @@ def no_train(example_image: Callable[[str | Path], str]) -> str:
 
 def make_spec(image: str, prefix: str, mode: str = "ok", **overrides: Any) -> TrainingJobSpec:
     env = {"MODE": mode, **overrides.pop("environment", {})}
-    return parse_request(with_overrides(None, name=job_name(prefix), image=image, environment=env, **overrides))
+    return job_spec(image, prefix, environment=env, **overrides)
 
 
 def seed(platform: TrainingPlatform, prefix: str, keys: list[str]) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from .conftest_helpers import REPO
 
 
 @pytest.fixture(scope="module")

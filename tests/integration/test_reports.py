@@ -22,7 +22,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from .conftest_helpers import REPO
+
 SCHEMA = json.loads((REPO / "docs" / "report.schema.json").read_text())
 CHECKS = "SM-IMG-EXEC-FORM or SM-RUN-DEFAULT or SM-SIG-TERM or SM-CKPT-RESUME"
 CHROMIUM_FLAGS = (

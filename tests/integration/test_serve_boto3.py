@@ -24,8 +24,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-IMAGES = Path(__file__).resolve().parents[1] / "images"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+from .conftest_helpers import IMAGES
+from .training_requests import training_request
+
 EXPORTED = (
     "AWS_ENDPOINT_URL_SAGEMAKER",
     "AWS_ENDPOINT_URL_S3",
@@ -37,6 +38,7 @@ EXPORTED = (
     "AWS_DEFAULT_REGION",
     "SAGEMAKER_ADMIN_CONFIG_OVERRIDE",
 )
+
 GROUP = "/aws/sagemaker/TrainingJobs"
 
 
@@ -109,16 +111,7 @@ def bucket(served: Served) -> str:
 
 
 def _request(name: str, image: str, **extra: Any) -> dict[str, Any]:
-    request: dict[str, Any] = {
-        "TrainingJobName": name,
-        "RoleArn": ROLE,
-        "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
-        "OutputDataConfig": {"S3OutputPath": "s3://team/out"},
-        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 300},
-    }
-    request.update(extra)
-    return request
+    return training_request(name, image, "s3://team/out", **extra)
 
 
 def _until(sm: Any, name: str, done: Callable[[dict[str, Any]], bool], timeout: float = 120) -> dict[str, Any]:

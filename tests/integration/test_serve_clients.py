@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
-IMAGES = Path(__file__).resolve().parents[1] / "images"
+from .conftest_helpers import IMAGES, run_suite
+
+#: Copied into the pytester folder, where the users' tests import it.
+REQUESTS = Path(__file__).with_name("training_requests.py")
+
 #: Where the SDK is when it is not installed into this interpreter (a `pip install --target` folder).
 SDK_PATH = os.environ.get("SM_CONTRACT_TEST_SDK_PATH", "")
 
@@ -26,21 +30,13 @@ import time
 
 import pytest
 
+from training_requests import training_request
+
 EPOCHS = os.environ["EPOCHS_IMAGE"]
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
 
 def request(name, image=EPOCHS, **extra):
-    req = {
-        "TrainingJobName": name,
-        "RoleArn": ROLE,
-        "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
-        "OutputDataConfig": {"S3OutputPath": "s3://sagemaker-us-east-1-123456789012/out"},
-        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 300},
-    }
-    req.update(extra)
-    return req
+    return training_request(name, image, "s3://sagemaker-us-east-1-123456789012/out", **extra)
 
 
 def test_boto3_through_the_fixture(sagemaker_api):
@@ -177,19 +173,24 @@ import subprocess
 import sys
 
 
-def test_sdk_v2_estimator_fit(sagemaker_api, tmp_path):
-    script = tmp_path / "train_on_sagemaker.py"
-    script.write_text(os.environ["SDK_SCRIPT"])
-    env = sagemaker_api.env()
+# The user's script (env var `source`) run with the fixture's env() and the SDK on its path; it must exit 0.
+def run_script(sagemaker_api, path, source, **extra_env):
+    path.write_text(os.environ[source])
+    env = {**sagemaker_api.env(), **extra_env}
     if os.environ.get("SDK_PATH"):
         env["PYTHONPATH"] = os.environ["SDK_PATH"]
-    env["SAGEMAKER_SUPPRESS_V2_WARNING"] = "1"
     done = subprocess.run(
-        [sys.executable, str(script), os.environ["EPOCHS_IMAGE"], os.environ["FAILING_IMAGE"]],
+        [sys.executable, str(path), os.environ["EPOCHS_IMAGE"], os.environ["FAILING_IMAGE"]],
         env=env, capture_output=True, text=True, timeout=400,
     )
     print(done.stdout)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_sdk_v2_estimator_fit(sagemaker_api, tmp_path):
+    script = tmp_path / "train_on_sagemaker.py"
+    done = run_script(sagemaker_api, script, "SDK_SCRIPT", SAGEMAKER_SUPPRESS_V2_WARNING="1")
     out = done.stdout
     assert "MODEL_DATA s3://sagemaker-us-east-1-123456789012/sdk-fit/output/model.tar.gz" in out
     assert "epoch 2" in out and "trained 2 epochs" in out  # fit(logs=True) streamed the container's log
@@ -201,17 +202,7 @@ def test_sdk_v2_estimator_fit(sagemaker_api, tmp_path):
 
 
 def test_sagemaker_core_training_job(sagemaker_api, tmp_path):
-    script = tmp_path / "core_job.py"
-    script.write_text(os.environ["CORE_SCRIPT"])
-    env = sagemaker_api.env()
-    if os.environ.get("SDK_PATH"):
-        env["PYTHONPATH"] = os.environ["SDK_PATH"]
-    done = subprocess.run(
-        [sys.executable, str(script), os.environ["EPOCHS_IMAGE"], os.environ["FAILING_IMAGE"]],
-        env=env, capture_output=True, text=True, timeout=400,
-    )
-    print(done.stdout)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_script(sagemaker_api, tmp_path / "core_job.py", "CORE_SCRIPT")
     assert "STATUS Completed s3://core/out/core-fit/output/model.tar.gz" in done.stdout
     assert "trained 2 epochs" in done.stdout + done.stderr  # wait(logs=True) streamed the container's log
     assert "loss diverged" in done.stdout.split("FAILURE", 1)[1]
@@ -239,8 +230,8 @@ def test_boto3_and_the_aws_cli_through_the_fixture(
     monkeypatch.setenv("AWS_CLI", shutil.which("aws") or "")
     for name in [k for k in os.environ if k.startswith("AWS_") and k != "AWS_CLI"]:
         monkeypatch.delenv(name)
-    pytester.makepyfile(test_user=USER_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs", "--sm-grace", "20")
+    pytester.makepyfile(test_user=USER_TESTS, training_requests=REQUESTS.read_text())
+    result = run_suite(pytester, "-rs", "--sm-grace", "20")
     if shutil.which("aws") is None:
         result.assert_outcomes(passed=1, skipped=1)
     else:
@@ -264,5 +255,5 @@ def test_sagemaker_sdk_v2_and_sagemaker_core(
     for name in [k for k in os.environ if k.startswith("AWS_")]:
         monkeypatch.delenv(name)
     pytester.makepyfile(test_sdk=SDK_TEST)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sm-grace", "20")
+    result = run_suite(pytester, "--sm-grace", "20")
     result.assert_outcomes(passed=2)

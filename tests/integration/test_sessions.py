@@ -17,9 +17,8 @@ import pytest
 
 from pytest_sagemaker_contract.session import session_of
 
-from .conftest_helpers import outcomes_by_check
+from .conftest_helpers import IMAGES, outcomes_by_check
 
-IMAGES = Path(__file__).resolve().parents[1] / "images"
 #: The image's static facts (SM-IMG-EXEC-FORM), its default run, and a check that reads that run's S3.
 CHECKS = "SM-IMG-EXEC-FORM or SM-RUN-DEFAULT or SM-OUT-MODEL"
 

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest_helpers import run_checks
-
-IMAGES = Path(__file__).resolve().parents[1] / "images"
+from .conftest_helpers import IMAGES, run_checks
 
 #: image → (hyperparameter for an 8 s SIGTERM run, fast and slow log triggers, expected outcome, words)
 CASES = {

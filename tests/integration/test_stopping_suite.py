@@ -10,15 +10,10 @@ Durations are never asserted from above; graces are generous where the handler i
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from .conftest_helpers import run_checks
-
-REPO = Path(__file__).resolve().parents[2]
-KMEANS = REPO / "examples" / "kmeans"
-IMAGES = REPO / "tests" / "images"
+from .conftest_helpers import IMAGES, KMEANS, run_checks
 
 
 def test_handler_that_saves_in_time_passes(

@@ -17,7 +17,8 @@ from pytest_sagemaker_contract.jobs import job_name, with_overrides
 from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingPlatform
 from pytest_sagemaker_contract.spec import parse_request
 
-IMAGES = Path(__file__).resolve().parents[1] / "images"
+from .conftest_helpers import IMAGES
+
 #: The grace is timed on the monotonic clock, the timeline on the wall clock: they may drift this much apart.
 SLEW = 0.01
 

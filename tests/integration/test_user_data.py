@@ -8,7 +8,7 @@ never in the user's directory, and no file is copied to get there.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,15 +17,9 @@ from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overri
 from pytest_sagemaker_contract.platform import TrainingPlatform
 from pytest_sagemaker_contract.spec import parse_request
 
-from .conftest_helpers import local_platform
+from .conftest_helpers import IMAGES
 
-IMAGES = Path(__file__).resolve().parents[1] / "images"
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
-    with local_platform(tmp_path_factory.mktemp("user-data"), grace_s=10) as plat:
-        yield plat
+pytestmark = pytest.mark.local_platform(grace_s=10)
 
 
 @pytest.fixture(scope="module")

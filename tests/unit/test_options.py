@@ -45,8 +45,16 @@ def test_every_option_fills_a_settings_attribute_of_its_own() -> None:
     attrs = [a for opt in OPTIONS for a in ((opt.attr,) if isinstance(opt.attr, str) else opt.attr)]
     assert len(attrs) == len(set(attrs))
     assert set(attrs) <= fields
-    assert all(opt.flag == "--" + opt.name.replace("_", "-") for opt in OPTIONS)
     assert all(opt.name.startswith("sm_") for opt in OPTIONS)
+
+
+def test_every_option_is_a_flag_and_an_ini_key_of_pytest(pytester: pytest.Pytester) -> None:
+    """What pytest registered (its --help), not what the table says it would register."""
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--help")
+    flags = set(re.findall(r"^\s+(--sm-[a-z0-9-]+)", result.stdout.str(), flags=re.MULTILINE))
+    ini_keys = set(re.findall(r"^\s+(sm_[a-z0-9_]+)", result.stdout.str(), flags=re.MULTILINE))
+    assert flags == {opt.flag for opt in OPTIONS}
+    assert ini_keys == {opt.name for opt in OPTIONS}
 
 
 def test_readme_lists_every_option() -> None:

@@ -11,13 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-KMEANS = REPO / "examples" / "kmeans"
-
-
-def run_suite(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *args, timeout=600)
-
+from ..helpers import KMEANS, run_suite
 
 # -- the suite's options ------------------------------------------------------------------------------
 

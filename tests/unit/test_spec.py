@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import socket
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -450,7 +451,7 @@ def test_load_request_refuses_what_is_not_a_small_regular_json_file(tmp_path: Pa
         load_request("/dev/zero")
     with pytest.raises(RequestError, match="is a directory"):
         load_request(tmp_path)
-    sock_dir = Path(os.environ.get("TMPDIR", "/tmp"))
+    sock_dir = Path(tempfile.gettempdir())  # short enough for a socket name, unlike tmp_path
     with socket.socket(socket.AF_UNIX) as server:
         sock = sock_dir / f"sm-{os.getpid()}.sock"
         server.bind(str(sock))
