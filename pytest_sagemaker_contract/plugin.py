@@ -22,6 +22,7 @@ from .report import ContractReport, properties_for
 from .report_html import HtmlReport
 from .report_junit import JUnitDetails, detail_properties
 from .report_timeline import JOBS_KEY
+from .reuse import VERDICTS_KEY, Verdict, VerdictCache, reused_properties, worth_keeping
 from .session import SESSION_KEY, ContractSession, session_of
 from .settings import add_options, resolve
 
@@ -51,6 +52,8 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = resolve(config)
     config.stash[SESSION_KEY] = ContractSession(config, settings)
     ImageContexts.install(config)
+    if settings.reuse and settings.suite:
+        _install_reuse(config)
     if not config.pluginmanager.has_plugin("sagemaker_contract.fixtures"):
         config.pluginmanager.register(fixtures_module, "sagemaker_contract.fixtures")
     if not config.pluginmanager.has_plugin("sagemaker_contract.suite"):
@@ -67,6 +70,17 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(JUnitDetails(config), "sagemaker_contract.junit")
         config.pluginmanager.register(HtmlReport(settings.html, report), "sagemaker_contract.html")
     _install_stop_handlers(config)
+
+
+def _install_reuse(config: pytest.Config) -> None:
+    """--sm-reuse keeps verdicts in pytest's cache: without the cache plugin there is nowhere to keep them."""
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        raise pytest.UsageError(
+            "--sm-reuse: pytest's cache is off (-p no:cacheprovider), and verdicts are kept there; "
+            "drop -p no:cacheprovider or drop --sm-reuse"
+        )
+    config.stash[VERDICTS_KEY] = VerdictCache(cache, session_of(config))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -134,11 +148,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     # Only on this report, not the item: JUnit's <property> list stays as it was (system-out shows them there).
     jobs = item.stash.get(JOBS_KEY, None) or []
     report.user_properties.extend(detail_properties(note.log_tail, note.sections, jobs))
+    if note.reused is not None:
+        report.user_properties.extend(reused_properties(note.reused))
+    elif report.when == "call":
+        _keep_verdict(item, report, call)
     if report.failed:
         report.sections.extend(note.sections)
         if note.log_tail:
             report.sections.append(("sagemaker log (tail)", note.log_tail + f"\n(full log: {note.log_path})"))
     return report
+
+
+def _keep_verdict(item: ContractItem, report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
+    """--sm-reuse: keep the verdict when it is one about the image (reuse.worth_keeping)."""
+    verdicts = item.config.stash.get(VERDICTS_KEY, None)
+    note = item.stash[NOTE_KEY]
+    if verdicts is None or not isinstance(item.parent, ContractModule):
+        return
+    error = call.excinfo.value if call.excinfo is not None else None
+    decided = isinstance(error, pytest.fail.Exception) and note.failed_by_check
+    if not worth_keeping(report.outcome, note.skip_kind, decided, note.environment_fault):
+        return
+    reason = (error.msg or "") if isinstance(error, (pytest.fail.Exception, pytest.skip.Exception)) else ""
+    verdict = Verdict.of(note, report.outcome, reason, report.user_properties, session_of(item.config).run_id)
+    verdicts.keep(item.parent.image, note.check_id, verdict)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -234,6 +267,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         )
     for warning in sm.reap_warnings:
         terminalreporter.write_line(f"sagemaker-contract: warning: {warning}")
+    verdicts = config.stash.get(VERDICTS_KEY, None)
+    if verdicts is not None:
+        for line in verdicts.what_changed(sm.settings.images):
+            terminalreporter.write_line(line)
     for path in sm.kept:
         terminalreporter.write_line(
             f"sagemaker-contract: kept job directories under {path} and containers labelled "

@@ -16,7 +16,7 @@ import pytest
 
 from .contract import CHECKS
 from .report_file import write_report
-from .report_junit import parse_sections
+from .report_junit import json_object, parse_sections
 from .report_timeline import parse_timeline
 
 __all__ = ["ContractReport", "Row", "properties_for"]
@@ -44,6 +44,8 @@ class Row:
     sections: list[tuple[str, str]] = field(default_factory=list)
     #: The jobs the check started, each with its timeline events (`sm_timeline`, report_timeline.job_entry).
     jobs: list[dict[str, Any]] = field(default_factory=list)
+    #: --sm-reuse: the kept verdict's origin (`at`, `run_id`, `duration_s`) when this row was replayed, not run.
+    reused: dict[str, Any] | None = None
 
 
 def _metrics(props: dict[str, object]) -> dict[str, list[float]]:
@@ -125,6 +127,7 @@ class ContractReport:
             log_tail=str(props.get("sm_log_tail", "")),
             sections=parse_sections(props.get("sm_sections")),
             jobs=parse_timeline(props.get("sm_timeline")),
+            reused=json_object(props.get("sm_reused")),
         )
         self.images.setdefault(str(props["sm_image"]), []).append(row)
 
@@ -150,6 +153,7 @@ class ContractReport:
                             **({"metrics": r.metrics} if r.metrics else {}),
                             **({"skip": r.skip_kind} if r.outcome == "skipped" else {}),
                             **({"jobs": r.jobs} if r.jobs else {}),
+                            **({"reused": r.reused} if r.reused is not None else {}),
                         }
                         for r in rows
                     ],
@@ -189,12 +193,16 @@ class ContractReport:
             for r in rows:
                 mark = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}.get(r.outcome, r.outcome.upper())
                 warn = " (warning)" if r.warnings else ""
-                head = f"  {r.check_id:<{width}}  {mark}  {r.duration_s:6.1f}s  "
+                took = " reused" if r.reused is not None else f"{r.duration_s:6.1f}s"
+                head = f"  {r.check_id:<{width}}  {mark}  {took}  "
                 colour = {"red": mark == "FAIL", "green": mark == "PASS", "yellow": mark == "SKIP"}
                 for line in _wrapped(head, _one_line(r.message + warn, 600), getattr(tr, "_tw", None)):
                     tr.write_line(line, **colour)
             counts = _counts(rows)
-            tr.write_line(f"  {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
+            reuse_note = f" ({counts['reused']} reused)" if counts["reused"] else ""
+            tr.write_line(
+                f"  {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped{reuse_note}"
+            )
             untested = [r for r in rows if _untested(r)]
             if untested:
                 tr.write_line(
@@ -205,6 +213,12 @@ class ContractReport:
                 )
                 for r in untested:
                     tr.write_line(f"    {r.check_id}: {' '.join(r.message.split())}", yellow=True)
+        reused = sum(r.reused is not None for rows in self.images.values() for r in rows)
+        if reused:
+            tr.write_line(
+                f"sagemaker-contract: {reused} reused: verdicts kept by an earlier run of the same image id, request, "
+                "channels, options and plugin (--sm-reuse; --cache-clear runs every check again)"
+            )
         if self.report_path is not None and not self.is_worker and self.write_error is None:
             tr.write_line(f"contract report: {self.report_path}")
 
@@ -223,6 +237,7 @@ def _wrapped(head: str, text: str, writer: Any) -> list[str]:
 def _counts(rows: list[Row]) -> dict[str, int]:
     counts = {k: sum(r.outcome == k for r in rows) for k in ("passed", "failed", "skipped")}
     counts["not_tested"] = sum(_untested(r) for r in rows)
+    counts["reused"] = sum(r.reused is not None for r in rows)
     return counts
 
 

@@ -21,7 +21,7 @@ from _pytest.junitxml import xml_key
 from .platform import TrainingJob
 from .report_timeline import json_list, parse_timeline, timeline_json
 
-__all__ = ["JUnitDetails", "detail_properties", "details_text", "parse_sections"]
+__all__ = ["JUnitDetails", "detail_properties", "details_text", "json_object", "parse_sections"]
 
 #: Characters XML 1.0 cannot hold (control characters a log may carry).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -51,6 +51,12 @@ def details_text(props: dict[str, Any]) -> str:
     parts: list[str] = []
     if props.get("sm_reason"):
         parts.append(f"{props.get('sm_check_id', '')} {str(props.get('sm_outcome', '')).upper()}: {props['sm_reason']}")
+    reused = json_object(props.get("sm_reused"))
+    if reused is not None:
+        parts.append(
+            f"reused (--sm-reuse): decided by session {reused.get('run_id')} at {_clock(float(reused.get('at') or 0))}"
+            f" in {reused.get('duration_s')} s; nothing it depends on has changed since"
+        )
     jobs = parse_timeline(props.get("sm_timeline"))
     if jobs:
         parts.append("--- training jobs ---\n" + "\n".join(_job_line(job) for job in jobs))
@@ -61,6 +67,17 @@ def details_text(props: dict[str, Any]) -> str:
         parts.append("--- sagemaker log (tail) ---\n" + tail)
     parts.extend(f"--- {title} ---\n{text}" for title, text in parse_sections(props.get("sm_sections")))
     return "\n\n".join(parts)
+
+
+def json_object(raw: object) -> dict[str, Any] | None:
+    """A JSON-object user property back as a dict, or None when absent or malformed."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _job_line(job: dict[str, Any]) -> str:

@@ -462,6 +462,15 @@ OPTIONS: tuple[Option, ...] = (
         _command,
         metavar="CMD",
     ),
+    Option(
+        "sm_reuse",
+        "reuse",
+        "reuse each built-in check's verdict from pytest's cache (.pytest_cache; --cache-clear empties it) while the "
+        "image id, the request, the channels' content, the options and the plugin are unchanged; a change reruns "
+        "the image's checks",
+        _flag,
+        "bool",
+    ),
 )
 
 
@@ -506,6 +515,8 @@ class Settings:
     parallel: int | None = None
     #: --sm-data-path: auto | bind | engine.
     data_path: str = "auto"
+    #: --sm-reuse: replay kept verdicts while nothing they depend on changed (reuse.py).
+    reuse: bool = False
     #: Each given option's raw value and where it came from (the flag or the ini key), for the report header.
     given: dict[str, tuple[Any, str]] = field(default_factory=dict)
 

@@ -61,7 +61,7 @@ class CheckScheduler:
             if module.nodeid not in self._started:
                 self._started.add(module.nodeid)
                 for other in self.session.items:
-                    if isinstance(other, ContractItem) and other.parent is module:
+                    if isinstance(other, ContractItem) and other.parent is module and other.kept_verdict() is None:
                         self._futures[other.nodeid] = self._pool.submit(_run, other)
             return self._futures.get(item.nodeid)
 

@@ -24,6 +24,7 @@ from ..fixtures import JobRequest, TrainingJobFactory
 from ..image_facts import ImageFacts, read_image
 from ..platform import TrainingJob, TrainingJobResult, TrainingPlatform
 from ..platform.logs import durable_log_dir
+from ..reuse import VERDICTS_KEY, Verdict
 from ..session import SUITE_IMAGE_KEY, session_of
 from ..settings import Settings
 from .model import model_verdict
@@ -93,6 +94,13 @@ class CheckNote:
     #: For a skip: "structural" (the clause does not apply to this job or image, e.g. a GPU check on an
     #: instance type without GPUs) or "untested" (it applies but this run could not test it: --sm-strict fails it).
     skip_kind: str = ""
+    #: A failure the check decided about the image (`CheckContext.fail`, or blocked by SM-RUN-DEFAULT): --sm-reuse
+    #: may replay it; a crash or an outside error may not.
+    failed_by_check: bool = False
+    #: The environment decided (an engine fault, containers that cannot reach S3): --sm-reuse never replays it.
+    environment_fault: bool = False
+    #: --sm-reuse: the kept verdict replayed instead of running the check.
+    reused: Verdict | None = None
 
 
 NOTE_KEY = pytest.StashKey[CheckNote]()
@@ -137,15 +145,20 @@ class ContractItem(pytest.Function):
         return item
 
     def runtest(self) -> None:
+        note_ = self.stash[NOTE_KEY]
+        reused = self.kept_verdict()
         prefetch = self.config.stash.get(PREFETCH_KEY, None)
-        outcome = prefetch.outcome(self) if prefetch is not None else None
+        if reused is not None:
+            note_.reused = reused
+            outcome: CheckResult | None = CheckResult(reused.replay(note_, self.user_properties))
+        else:
+            outcome = prefetch.outcome(self) if prefetch is not None else None
         if outcome is None:
             context = self.funcargs["sm_contract"]
             assert isinstance(context, CheckContext)
             started = time.monotonic()
             outcome = CheckResult(capture(lambda: run_check(context, self.check.func)))
             outcome.duration_s = time.monotonic() - started
-        note_ = self.stash[NOTE_KEY]
         note_.duration_s = max(0.0, outcome.duration_s - note_.waited_s)
         for message in note_.warnings:
             warnings.warn(SageMakerContractWarning(message), stacklevel=1)
@@ -159,6 +172,18 @@ class ContractItem(pytest.Function):
             if not note_.message:  # the table shows the failure's first line, not the end of a log tail
                 note_.message = str(outcome.error).strip().splitlines()[0] if str(outcome.error).strip() else ""
             raise outcome.error
+
+    def setup(self) -> None:
+        """A replayed verdict needs no fixtures: `sm_contract` would start the platform (S3, a work directory)."""
+        if self.kept_verdict() is None:
+            super().setup()
+
+    def kept_verdict(self) -> Verdict | None:
+        """--sm-reuse: this check's kept verdict for the image as it is now, or None (run it)."""
+        verdicts = self.config.stash.get(VERDICTS_KEY, None)
+        if verdicts is None or not isinstance(self.parent, ContractModule):
+            return None
+        return verdicts.lookup(self.parent.image, self.check.id)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         code = self.check.func.__code__
@@ -378,10 +403,13 @@ class CheckContext:
 
     def fail(self, message: str, result: TrainingJobResult | None = None) -> NoReturn:
         self.note.message = message
+        self.note.failed_by_check = True
         if result is not None:
             self.attach_logs(result)
             if result.TrainingJobStatus == "Failed" and not result.engine_faults:
-                message += self._s3_hint()
+                hint = self._s3_hint()
+                self.note.environment_fault = self.note.environment_fault or bool(hint)
+                message += hint
         pytest.fail(f"{self.check_id} ({self.note.clause}): {message}", pytrace=False)
 
     def _s3_hint(self) -> str:
@@ -428,6 +456,7 @@ class CheckContext:
         about the image, so no check may pass (or blame the image) on it."""
         if not result.engine_faults:
             return
+        self.note.environment_fault = True
         self.fail(
             f"environment fault, not the image's: {'; '.join(result.engine_faults)}. The run proves nothing about "
             f"the image (the job ended {result.TrainingJobStatus}: {result.FailureReason}); rerun without touching "
@@ -502,6 +531,7 @@ class CheckContext:
             self.note.message = f"blocked by SM-RUN-DEFAULT: {reason}"
             self.note.log_tail = ""
             self.note.sections.clear()
+            self.note.failed_by_check = True
             pytest.fail(f"{self.check_id}: blocked by SM-RUN-DEFAULT: {reason}; fix that first", pytrace=False)
         return result
 
