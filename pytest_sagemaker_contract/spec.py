@@ -204,6 +204,8 @@ class TrainingJobSpec:
     output_compression: str = "GZIP"
     #: ResourceConfig.VolumeSizeInGB: the ML storage volume /opt/ml lives on (§11); None when not given.
     volume_size_gb: int | None = None
+    #: ResourceConfig.KeepAlivePeriodInSeconds: a warm pool with its persistent cache (platform/warm_pool.py).
+    keep_alive_s: int | None = None
     #: EnableManagedSpotTraining: the job can be interrupted and restarts itself (contract §11).
     managed_spot: bool = False
     #: StoppingCondition.MaxWaitTimeInSeconds (managed spot only): covers every attempt and the waits between.
@@ -522,6 +524,14 @@ def parse_request(
             "ResourceConfig.VolumeSizeInGB beyond the staged input (writes during training are not capped)"
         )
     not_simulated += unsimulated_nested(req)
+    resource = req.get("ResourceConfig") or {}
+    if resource.get("KeepAlivePeriodInSeconds") and (
+        req.get("EnableManagedSpotTraining") or resource.get("InstanceGroups")
+    ):
+        not_simulated.append(
+            "ResourceConfig.KeepAlivePeriodInSeconds (no warm pool: the developer guide rules warm pools out with "
+            "managed spot training and with heterogeneous clusters)"
+        )
     return TrainingJobSpec(
         name=req["TrainingJobName"],
         image=algo["TrainingImage"],
@@ -538,6 +548,7 @@ def parse_request(
         network_isolation=bool(req.get("EnableNetworkIsolation", False)),
         output_compression=str(req["OutputDataConfig"].get("CompressionType", "GZIP")),
         volume_size_gb=(req.get("ResourceConfig") or {}).get("VolumeSizeInGB"),
+        keep_alive_s=(req.get("ResourceConfig") or {}).get("KeepAlivePeriodInSeconds"),
         managed_spot=bool(req.get("EnableManagedSpotTraining", False)),
         max_wait_s=stopping.get("MaxWaitTimeInSeconds") if req.get("EnableManagedSpotTraining") else None,
         max_retry_attempts=int((req.get("RetryStrategy") or {}).get("MaximumRetryAttempts", 0)),

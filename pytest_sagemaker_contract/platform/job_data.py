@@ -28,6 +28,7 @@ from .job_plan import DataPath, HostRun, JobPlan, JobState
 from .layout import OPT_ML, channels_for, file_system_binds, read_only_file_systems
 from .pipes import EngineFifoFeeder
 from .resources import PlatformCore
+from .warm_pool import JobWarmPool
 
 __all__ = ["BindDataPath", "EngineDataPath", "choose_job_data_path"]
 
@@ -52,8 +53,10 @@ class BindDataPath:
         self.platform = platform
         self.plan = plan
         self.problems: list[str] = []
+        self.warm = JobWarmPool(platform.warm_pools, plan.spec, platform.run_id)
 
     def prepare(self) -> None:
+        self.warm.claim()
         plan = self.plan
         for run in plan.hosts:
             for channel in channels_for(plan.spec, run.host):
@@ -75,6 +78,7 @@ class BindDataPath:
         binds = {
             **run.layout.binds(tuple(read_only), direct),
             **file_system_binds(self.plan.spec, run.host, self.plan.local),
+            **self.warm.binds(run.index),
         }
         return binds, list(run.overlays.values())
 
@@ -103,7 +107,7 @@ class BindDataPath:
         pass
 
     def remove_volumes(self) -> None:
-        pass
+        self.warm.release(healthy=not any(run.engine_fault for run in self.plan.hosts))
 
 
 class EngineDataPath:
@@ -120,16 +124,17 @@ class EngineDataPath:
         self._helpers: list[str] = []
         #: The real mode and owner of every collected artifact, for packing them intact.
         self._meta: ArchiveMeta = {}
+        self.warm = JobWarmPool(platform.warm_pools, plan.spec, platform.run_id, self.engine)
 
     def prepare(self) -> None:
-        pass
+        self.warm.claim()
 
     def mounts(self, run: HostRun, read_only: Sequence[str]) -> tuple[dict[str, dict[str, str]], list[MountSpec]]:
         for name in (*read_only, *read_only_file_systems(self.plan.spec, run.host)):  # ro file systems: filled volumes
             volume = f"{run.name}-{name[:40]}"
             run.fast_volumes[name] = self.engine.create_volume(volume, self.plan.labels)
             self._volumes.append(volume)
-        return {}, engine_mounts(run.layout, run.fast_volumes)
+        return {}, [*engine_mounts(run.layout, run.fast_volumes), *self.warm.mounts(run.index)]
 
     def watches_local_inputs(self) -> bool:
         return False  # the engine path copies, never links
@@ -217,3 +222,4 @@ class EngineDataPath:
         for volume in self._volumes:
             with contextlib.suppress(Exception):
                 self.engine.remove_volume(volume)
+        self.warm.release(healthy=not any(run.engine_fault for run in self.plan.hosts))

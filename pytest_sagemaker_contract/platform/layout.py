@@ -15,6 +15,7 @@ from typing import Any
 
 from ..spec import ChannelSpec, TrainingJobSpec
 from .untrusted import LinkRefused, read_text
+from .warm_pool import WARM_POOL_CACHE, WARM_POOL_ENV, warm_pool_eligible
 
 __all__ = [
     "OPT_ML",
@@ -142,6 +143,8 @@ def container_environment(spec: TrainingJobSpec, region: str, set_region: bool) 
     env = {"TRAINING_JOB_NAME": spec.name, "TRAINING_JOB_ARN": training_job_arn(spec, region)}
     if set_region:
         env["AWS_REGION"] = region
+    if warm_pool_eligible(spec):
+        env[WARM_POOL_ENV] = WARM_POOL_CACHE
     env.update(spec.environment)
     return env
 

@@ -18,6 +18,7 @@ from .logs import LogSink
 from .owner import claim
 from .s3 import S3Server
 from .s3_relay import S3Relay
+from .warm_pool import WarmPools
 
 __all__ = ["DEFAULT_GRACE_S", "INTERRUPT_GRACE_S", "PlatformCore"]
 
@@ -86,6 +87,8 @@ class PlatformCore:
         #: How bytes reach /opt/ml: "bind" (host directories, local engine as root) or "engine" (volumes and
         #: the archive endpoints, any engine); see data_path.py.
         self.data_path = data_path
+        #: The session's managed warm pools (KeepAlivePeriodInSeconds) and their persistent caches.
+        self.warm_pools = WarmPools(workdir / "warm-pools")
         self._gpu_detection: GpuDetection | None = None
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sm-platform")
         self._uploaded: set[tuple[str, str]] = set()
