@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_sagemaker_contract.jobs import job_name, with_overrides
+from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overrides
 from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingPlatform
 from pytest_sagemaker_contract.platform.result import TrainingJobResult
 from pytest_sagemaker_contract.spec import parse_request
@@ -124,3 +124,31 @@ def test_the_plugin_refuses_a_file_system_channel_without_a_directory(pytester: 
     assert "channel 'shared' reads FileSystemDataSource EFS fs-0123456789abcdef0:/datasets/shared" in errors[0]
     assert "add --sm-channel shared=DIR" in errors[0]
     assert "Traceback" not in output
+
+
+def test_the_layout_a_job_starts_with(platform: TrainingPlatform, probe: str, shared: Path) -> None:
+    """Issue 18, item 8 (docs/contract.md §3): the output subfolders exist before the start, the platform's
+    directories are writable by a non-root USER (the stricter modes of real jobs are not confirmed by a public
+    listing), and no `<channel>-manifest` file appears beside a channel (not confirmed either)."""
+    script = (
+        "stat -c '%n %a' /opt/ml/model /opt/ml/output /opt/ml/output/data /opt/ml/input/data /opt/ml/input/config; "
+        "ls -A /opt/ml/input/data | sed 's/^/ENTRY /'"
+    )
+    request = with_overrides(None, name=job_name("layout"), image=probe, entrypoint=["/bin/sh", "-c", script])
+    request["InputDataConfig"] = [
+        {
+            "ChannelName": "train",
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{CHANNEL_BUCKET}/x/train/"}},
+        }
+    ]
+    result = platform.run(parse_request(request), timeout=60, local_channels={"train": shared})
+    assert result.TrainingJobStatus == "Completed", result.log_tail()
+    modes = dict(ln.split() for ln in result.logs.splitlines() if ln.startswith("/opt/ml/"))
+    assert modes == {
+        "/opt/ml/model": "777",
+        "/opt/ml/output": "777",
+        "/opt/ml/output/data": "777",
+        "/opt/ml/input/data": "777",
+        "/opt/ml/input/config": "755",
+    }
+    assert [ln for ln in result.logs.splitlines() if ln.startswith("ENTRY ")] == ["ENTRY train"]
