@@ -16,11 +16,12 @@ def _declared_modes(request: dict[str, Any]) -> list[str]:
 
 
 def _with_mode(request: dict[str, Any], mode: str) -> dict[str, Any]:
-    """The job with every channel (and the job default) in `mode`."""
+    """The job with every S3 channel (and the job default) in `mode`; a FileSystemDataSource channel stays a
+    File-mode mount (docs/contract.md §11: the other modes are not documented for it)."""
     req = copy.deepcopy(request)
     req.setdefault("AlgorithmSpecification", {})["TrainingInputMode"] = mode
     for channel in req.get("InputDataConfig") or []:
-        channel["InputMode"] = mode
+        channel["InputMode"] = "File" if "FileSystemDataSource" in (channel.get("DataSource") or {}) else mode
     return req
 
 

@@ -152,3 +152,33 @@ def test_the_layout_a_job_starts_with(platform: TrainingPlatform, probe: str, sh
         "/opt/ml/input/config": "755",
     }
     assert [ln for ln in result.logs.splitlines() if ln.startswith("ENTRY ")] == ["ENTRY train"]
+
+
+USER_TEST = """
+def test_the_file_system_channel_is_mounted(training_job):
+    result = training_job(environment={"PEERS": ""}).run()
+    assert result.TrainingJobStatus == "Completed", result.FailureReason
+    assert "DATA shared/a.csv" in result.logs
+    assert "DATA shared/sub/b.csv" in result.logs
+"""
+
+
+def test_the_plugin_mounts_the_directory_given_with_sm_channel(
+    pytester: pytest.Pytester, probe: str, shared: Path
+) -> None:
+    """`--sm-job` with a FileSystemDataSource channel and `--sm-channel shared=DIR`: the request passes the
+    plugin's checks and the `training_job` fixture runs it with the directory mounted."""
+    request = fs_request(probe, "ro", "true")
+    del request["AlgorithmSpecification"]["ContainerEntrypoint"]
+    job = pytester.path / "job.json"
+    job.write_text(json.dumps(request))
+    pytester.makepyfile(test_user=USER_TEST)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        f"--sm-image={probe}",
+        f"--sm-job={job}",
+        f"--sm-channel=shared={shared}",
+        "--sm-no-suite",
+    )
+    result.assert_outcomes(passed=1)
