@@ -28,6 +28,7 @@ __all__ = [
     "CREDENTIALS_PORT",
     "CredentialsEndpoint",
     "credentials_endpoint",
+    "serve_document",
     "start_credentials_pod",
 ]
 
@@ -128,3 +129,9 @@ def start_credentials_pod(
             raise EngineError(
                 f"the credentials pod {name} did not serve its endpoint within {READY_TIMEOUT_S:g} s: {out}"
             )
+
+
+def serve_document(engine: Engine, pod: str, endpoint: CredentialsEndpoint) -> None:
+    """Serve another job's document from a running pod (a warm slot, platform/slots.py): the httpd reads its
+    files per request, so the new path answers as soon as the copy returns."""
+    engine.put_archive(pod, "/", _document_tar(endpoint))

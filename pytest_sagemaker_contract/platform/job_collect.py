@@ -187,12 +187,22 @@ def _upload(ctx: JobContext) -> _Artifacts:
 
 def _remove_resources(ctx: JobContext, removals: list[Future[None]]) -> None:
     """The containers (removals under way), then the job's network and volumes; nothing with --sm-keep."""
+    removed = True
     for future in removals:
-        with contextlib.suppress(Exception):
+        try:
             future.result()
+        except Exception:
+            removed = False
     platform, state = ctx.platform, ctx.state
     if platform.keep:
         return
+    slot, state.slot = state.slot, None
+    if slot is not None:  # handed on only when its job's containers are gone and nothing went wrong around it
+        faulted = any(r.engine_fault for r in ctx.plan.hosts) or any(r.container_id is None for r in ctx.plan.hosts)
+        if removed and not faulted:
+            platform.slots.give_back(slot, platform.leave_network)
+        else:
+            platform.slots.discard(slot, platform.leave_network)
     for pod in state.pods:  # the hosts' network namespaces: after their containers, before the network
         with contextlib.suppress(Exception):
             platform.engine.remove(pod)

@@ -28,6 +28,7 @@ from .logs import LogBuffer, durable_log_dir
 from .pipes import PipeFeeder
 from .resources import PlatformCore
 from .result import Restart, SecondaryStatusLog, Timeline
+from .slots import Slot
 from .spot import ReadWitness
 
 __all__ = ["DataPath", "HostRun", "JobContext", "JobPlan", "JobState", "plan_job"]
@@ -168,6 +169,8 @@ class JobState:
     network_name: str = ""
     #: The credentials pods whose network namespaces the hosts share (credentials.py, contract §11).
     pods: list[str] = field(default_factory=list)
+    #: A single-host job's warm network and pod, taken from the platform's SlotPool (slots.py) and handed back.
+    slot: Slot | None = None
     #: The job's credentials endpoint and the pod image serving it (job_run.job_credentials).
     credentials: tuple[CredentialsEndpoint, str] | None = None
     interference: InterferenceWatcher | None = None

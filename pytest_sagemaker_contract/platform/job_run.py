@@ -49,7 +49,13 @@ def create_network(ctx: JobContext) -> str | None:
     host name is the instance's, not algo-1, contract §7), internal under isolation: every host resolves
     its own name and its peers' (§9: the training toolkit resolves them before it starts the user code),
     and under isolation nothing else is reachable, not the platform's S3, the host or the outside."""
-    spec = ctx.plan.spec
+    spec, platform = ctx.plan.spec, ctx.platform
+    if len(ctx.plan.hosts) == 1 and not platform.keep and not spec.network_isolation:
+        credentials = job_credentials(ctx, "slot")
+        if credentials is not None:  # the session's warm network and pod (slots.py)
+            slot = platform.slots.take(credentials[1], credentials[0], platform.leave_network)
+            ctx.state.slot, ctx.state.network_name = slot, slot.network
+            return slot.network
     name = f"sm-{spec.name[:40]}-{ctx.plan.suffix}"
     ctx.state.network_name = name
     ctx.state.network_id = ctx.platform.engine.create_network(
@@ -104,7 +110,9 @@ def _create(ctx: JobContext, run: HostRun, network: str | None, env: dict[str, s
     aliases: tuple[str, ...] = (run.host.name, instance_hostname(ctx.plan.suffix, run.index))
     joined = network
     credentials = job_credentials(ctx, network)
-    if credentials is not None and network is not None:  # the host's name and network are its pod's
+    if ctx.state.slot is not None:  # the slot's pod already holds the host's name, network and endpoint
+        hostname, aliases, joined = None, (), f"container:{ctx.state.slot.pod}"
+    elif credentials is not None and network is not None:  # the host's name and network are its pod's
         pod = start_credentials_pod(
             engine,
             credentials[1],

@@ -18,6 +18,7 @@ from .logs import LogSink
 from .owner import claim
 from .s3 import S3Server
 from .s3_relay import S3Relay
+from .slots import SlotPool
 from .warm_pool import WarmPools
 
 __all__ = ["DEFAULT_GRACE_S", "INTERRUPT_GRACE_S", "PlatformCore"]
@@ -78,6 +79,8 @@ class PlatformCore:
         self.container_s3_endpoint = container_s3_endpoint
         #: No direct way from containers to S3 here: relay it through the Docker API (s3_relay.py).
         self.relay_s3 = relay_s3 and container_s3_endpoint is None
+        #: Single-host jobs' networks and credentials pods, handed from one job to the next (slots.py).
+        self.slots = SlotPool(engine, {LABEL_RUN: self.run_id})
         self._relay: S3Relay | None = None
         #: Why the relay could not start, once it was tried and failed.
         self.relay_error: str | None = None
@@ -193,6 +196,7 @@ class PlatformCore:
                 self.engine.stop_run(self.run_id, INTERRUPT_GRACE_S)
         if self._relay is not None and not self.keep:
             self._relay.close()
+        self.slots.close(self.leave_network)
         removed = 0 if self.keep else self.engine.sweep(self.run_id)
         # With their containers gone, the jobs still running finish their export now: before S3 stops.
         for job in list(self.live_jobs):
