@@ -65,6 +65,12 @@ def _stage_file_system(ctx: JobContext, run: HostRun, channel: ChannelSpec) -> N
             f"and {seen}: give a local directory to mount in its place (--sm-channel {name}=DIR, or "
             f"local_channels={{{name!r}: DIR}})"
         )
+    twins = [n for n, p in ctx.plan.local.items() if n != name and p == source]
+    if twins:
+        raise ChannelError(
+            f"channels {name!r} and {twins[0]!r} are both given {source}: a file system channel mounts its directory "
+            "at its own path, once per container; give each channel a directory of its own"
+        )
     read_only = fs.access_mode == "ro"
     dest = run.layout.channel_dir(name)
     if ctx.data.watches_local_inputs():

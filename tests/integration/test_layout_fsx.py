@@ -182,3 +182,14 @@ def test_the_plugin_mounts_the_directory_given_with_sm_channel(
         "--sm-no-suite",
     )
     result.assert_outcomes(passed=1)
+
+
+def test_two_channels_on_one_directory_fail_naming_both(platform: TrainingPlatform, probe: str, shared: Path) -> None:
+    request = fs_request(probe, "ro", "echo never")
+    request["InputDataConfig"].append(fs_channel("rw", name="other"))
+    result = platform.run(parse_request(request), timeout=60, local_channels={"shared": shared, "other": shared})
+    assert result.TrainingJobStatus == "Failed"
+    assert "are both given" in result.FailureReason
+    assert "'shared'" in result.FailureReason
+    assert "'other'" in result.FailureReason
+    assert "never" not in result.logs
