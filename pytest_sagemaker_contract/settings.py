@@ -369,12 +369,16 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "sm_checkpoints",
         "checkpoints",
-        "run SM-CKPT-RESUME even when the job has no CheckpointConfig (a generated S3 URI)",
+        "run SM-CKPT-RESUME and SM-SPOT-RESTART even when the job has no CheckpointConfig (a generated S3 URI)",
         _flag,
         "bool",
     ),
     Option(
-        "sm_resume_log", "resume_log", "SM-CKPT-RESUME: the resumed run's log must match REGEX", _regex, metavar="REGEX"
+        "sm_resume_log",
+        "resume_log",
+        "SM-CKPT-RESUME, SM-SPOT-RESTART: the resumed run's log must match REGEX",
+        _regex,
+        metavar="REGEX",
     ),
     Option("sm_no_suite", "no_suite", "do not collect the built-in contract suite (fixtures only)", _flag, "bool"),
     Option(

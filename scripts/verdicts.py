@@ -36,6 +36,7 @@ KMEANS_ARGS = (
     "--sm-sigterm-hyperparameter=epochs=200",
     "--sm-stop-on-log=^epoch 2/",
     "--sm-checkpoints",
+    "--sm-resume-log=resuming from checkpoint after epoch [0-9]+",  # SM-SPOT-RESTART's evidence on every data path
     "--sm-input-modes=File,FastFile",
     "--sm-instance-count=2",
 )

@@ -244,6 +244,8 @@ class TrainingJobs:
         return status, "Stopping" if status == "Stopping" else secondary
 
     def _transitions(self, record: _Record, status: str, secondary: str) -> list[dict[str, Any]]:
+        if record.job is not None and record.job.restarts:  # a restarted job keeps every attempt's (§11)
+            return record.job.secondary_status_transitions()
         timeline = record.job.timeline if record.job is not None else None
         steps: list[tuple[str, float | None]] = [("Starting", record.created)]
         if timeline is not None:

@@ -3,7 +3,8 @@
 The home of a clause is one module, imported here in suite order (importing registers its checks):
 `image.py` (static image checks), `invocation.py` (the request shapes), `outputs.py` (the model and
 output archives), `metrics.py` (MetricDefinitions read from the log), `stopping.py` (SIGTERM,
-MaxRuntime, checkpoints), `cluster.py` (input modes, hosts, isolation), `gpu.py` (GPU visibility).
+MaxRuntime, checkpoints), `spot.py` (managed spot restarts), `cluster.py` (input modes, hosts, isolation),
+`gpu.py` (GPU visibility).
 `suite.py` holds the registry, the nodes, `sm_contract` (a `CheckContext` per check) and the per-session
 `ImageContext` per image. All of it is internal: the stable API is `pytest_sagemaker_contract.__all__`.
 """
@@ -20,6 +21,8 @@ from . import outputs  # isort: split
 from . import metrics  # isort: split
 
 from . import stopping  # isort: split
+
+from . import spot  # isort: split
 
 from . import cluster  # isort: split
 
@@ -57,5 +60,6 @@ __all__ = [
     "metrics",
     "outputs",
     "sm_contract",
+    "spot",
     "stopping",
 ]

@@ -120,8 +120,8 @@ FINAL_MESSAGES = {
     "Completed": "Training job completed",
     "Failed": "Training job failed",
     "Stopped": "Training job stopped",
-    "MaxRuntimeExceeded": "Training job stopped: MaxRuntimeInSeconds exceeded",
-    "MaxWaitTimeExceeded": "Training job stopped: MaxWaitTimeInSeconds exceeded (it covers every attempt)",
+    "MaxRuntimeExceeded": "Job stopped because it exceeded MaxRuntimeInSeconds",
+    "MaxWaitTimeExceeded": "Job stopped because it exceeded MaxWaitTimeInSeconds (which covers every attempt)",
 }
 
 

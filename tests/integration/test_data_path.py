@@ -258,6 +258,7 @@ SUITE_ARGS = (
     "--sm-stop-after=1.5",
     "--sm-grace=10",
     "--sm-checkpoints",
+    "--sm-resume-log=resuming from checkpoint after epoch [0-9]+",  # SM-SPOT-RESTART's evidence on every data path
     "--sm-input-modes=File,FastFile",
     "--sm-instance-count=2",
 )

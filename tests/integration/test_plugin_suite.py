@@ -29,6 +29,7 @@ ALL_CHECKS = (
     "SM-SIG-TERM",
     "SM-SIG-MAX-RUNTIME",
     "SM-CKPT-RESUME",
+    "SM-SPOT-RESTART",
     "SM-DATA-MODES",
     "SM-HOSTS-MULTI",
     "SM-NET-ISOLATION",
@@ -90,6 +91,7 @@ def test_kmeans_example_passes_every_clause(
             "*SM-SIG-TERM*PASS*exited * s after SIGTERM (grace 10 s), exit code 0; PID 1 (*) catches SIGTERM; model "
             "saved: model.json",
             "*SM-CKPT-RESUME*PASS*checkpoint file(s) synced before the stop*restored; the resumed run Completed",
+            "*SM-SPOT-RESTART*PASS*restarted in the same job (*Interrupted → Starting*it read 1 of them (state.json)*",
             "*SM-DATA-MODES*PASS*File: the only mode the job declares, proven by SM-RUN-DEFAULT*",
             "*SM-NET-ISOLATION*PASS*Completed with EnableNetworkIsolation*",
             f"*SM-GPU-VISIBLE*{'PASS' if 'SM-GPU-VISIBLE' in gpu_passed else 'SKIP'}*",

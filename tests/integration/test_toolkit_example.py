@@ -56,6 +56,7 @@ def test_full_suite_gives_sagemakers_verdicts(pytester: pytest.Pytester, toolkit
         "SM-SIG-TERM": "failed",  # the toolkit does not forward SIGTERM: SIGKILLed on SageMaker too
         "SM-SIG-MAX-RUNTIME": "failed",  # the same stop, by MaxRuntimeInSeconds
         "SM-CKPT-RESUME": "skipped",  # the job has no CheckpointConfig
+        "SM-SPOT-RESTART": "skipped",  # the same
         "SM-DATA-MODES": "passed",
         "SM-HOSTS-MULTI": "skipped",  # one host
         "SM-NET-ISOLATION": "passed",  # algo-1 resolves under isolation, so the toolkit starts the script

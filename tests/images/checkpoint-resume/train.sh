@@ -1,8 +1,8 @@
 #!/bin/sh
-# Trains `epochs` (hyperparameter, default 6) one-second epochs and writes its checkpoint /opt/ml/checkpoints/epoch after each.
+# Trains `epochs` (hyperparameter, default 6) one-second epochs, writing /opt/ml/checkpoints/epoch after each.
 # It resumes from that checkpoint when there is one, unless the hyperparameter resume is "no": then it ignores
-# its checkpoints and starts over, as an image without resume logic does. On SIGTERM it exits 0 at once (its
-# checkpoints are synced already); the model is written when training reaches the last epoch.
+# its checkpoints and starts over, as an image without resume logic does. On SIGTERM it writes partial.txt to
+# /opt/ml/model and exits 0 (its checkpoints are synced already); model.txt is written at the last epoch.
 config=/opt/ml/input/config/hyperparameters.json
 epochs=$(sed -n 's/.*"epochs": *"\([0-9][0-9]*\)".*/\1/p' "$config")
 epochs="${epochs:-6}"
@@ -14,8 +14,8 @@ elif [ -f "$ckpt/epoch" ]; then
     n=$(cat "$ckpt/epoch")
     echo "resuming from checkpoint after epoch $n"
 fi
-trap 'echo "SIGTERM after epoch $n"; exit 0' TERM
-echo "training from epoch $n"
+trap 'echo "SIGTERM after epoch $n"; echo "$n" > /opt/ml/model/partial.txt; exit 0' TERM
+echo "training from epoch $n; files in /opt/ml/model: $(ls /opt/ml/model | wc -l)"
 while [ "$n" -lt "$epochs" ]; do
     sleep 1 & wait $!
     n=$((n + 1))
