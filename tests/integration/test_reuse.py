@@ -113,28 +113,38 @@ def runner(
 
 
 class OwnImages:
-    """Private copies of test images (their own tags, so rebuilding one touches no other test); removed after."""
+    """Private copies of test images: their own tag and their own id (a line in the training script makes them
+    differ from the shared image, which the builder would otherwise give the same id), so rebuilding or removing
+    one touches no other test's image."""
 
     def __init__(self, tmp_path: Path, example_image: Callable[[str | Path], str], client: docker.DockerClient):
         self.tmp_path = tmp_path
         self.example_image = example_image
         self.client = client
-        self.built: list[str] = []
+        self.tags: set[str] = set()
+        self.ids: list[str] = []
 
     def copy(self, name: str) -> tuple[str, Path]:
-        context = self.tmp_path / f"reuse-{name}-{uuid.uuid4().hex[:8]}"
+        unique = uuid.uuid4().hex[:8]
+        context = self.tmp_path / f"reuse-{name}-{unique}"
         shutil.copytree(IMAGES / name, context)
+        with (context / "train.sh").open("a") as script:
+            script.write(f"# a private copy for test_reuse ({unique})\n")
         return self.build(context), context
 
     def build(self, context: Path) -> str:
         tag = self.example_image(context)
-        self.built.append(self.client.images.get(tag).id)
+        self.tags.add(tag)
+        self.ids.append(self.client.images.get(tag).id)
         return tag
 
     def remove(self) -> None:
-        for image_id in reversed(self.built):
+        """Remove our images, each only while no tag but ours names it (never another test's image)."""
+        for image_id in dict.fromkeys(reversed(self.ids)):
             with contextlib.suppress(docker.errors.ImageNotFound):
-                self.client.images.remove(image_id, force=True)
+                tags = set(self.client.images.get(image_id).tags)
+                if tags <= self.tags:
+                    self.client.images.remove(image_id, force=True)
 
 
 @pytest.fixture
