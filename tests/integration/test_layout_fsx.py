@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overrides
@@ -21,18 +22,42 @@ from .conftest_helpers import IMAGES
 VPC = {"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0123456789abcdef0"]}
 
 
-@pytest.fixture(scope="module", params=["bind", "engine"])
+@pytest.fixture(scope="module", params=["bind", "engine", "remote"])
 def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
+    """Bind mounts and the engine data path on the local engine, and the non-local engine (no shared filesystem,
+    so the engine path is its only one)."""
+    remote = request.param == "remote"
+    client = request.getfixturevalue("remote_engine") if remote else docker.from_env(timeout=300)
     s3 = S3Server().start()
-    plat = TrainingPlatform(Engine(), s3, tmp_path_factory.mktemp("fsx"), grace_s=5, data_path=request.param)
-    yield plat
-    plat.close()
-    s3.stop()
+    data_path = "bind" if request.param == "bind" else "engine"
+    plat = TrainingPlatform(Engine(client), s3, tmp_path_factory.mktemp("fsx"), grace_s=5, data_path=data_path)
+    try:
+        yield plat
+    finally:
+        plat.close()
+        s3.stop()
 
 
 @pytest.fixture(scope="module")
 def probe(example_image: Callable[[str | Path], str]) -> str:
     return example_image(IMAGES / "cluster-probe")
+
+
+@pytest.fixture(scope="module")
+def image(platform: TrainingPlatform, probe: str, docker_client: docker.DockerClient) -> str:
+    """The probe image on the platform's engine (copied there, as `docker save | docker load` does)."""
+    engine = platform.engine.api
+    wanted = docker_client.api.inspect_image(probe)["Id"]
+    try:
+        present = engine.inspect_image(probe)["Id"]
+    except docker.errors.ImageNotFound:
+        present = None
+    if present != wanted:
+        engine.load_image(b"".join(docker_client.api.get_image(probe)))
+    return probe
+    if probe not in {t for i in engine.images() for t in (i.get("RepoTags") or [])}:
+        engine.load_image(b"".join(docker_client.api.get_image(probe)))
+    return probe
 
 
 @pytest.fixture
@@ -70,13 +95,13 @@ def run(plat: TrainingPlatform, request: dict[str, Any], local: Path | None) -> 
     return plat.run(parse_request(request), timeout=60, local_channels=channels)
 
 
-def test_ro_mounts_the_directory_read_only(platform: TrainingPlatform, probe: str, shared: Path) -> None:
+def test_ro_mounts_the_directory_read_only(platform: TrainingPlatform, image: str, shared: Path) -> None:
     script = (
         "cat /opt/ml/input/data/shared/a.csv /opt/ml/input/data/shared/sub/b.csv; "
         "if touch /opt/ml/input/data/shared/new 2>/dev/null; then echo WRITABLE; else echo READ-ONLY; fi; "
         "cat /opt/ml/input/config/inputdataconfig.json; echo"
     )
-    result = run(platform, fs_request(probe, "ro", script), shared)
+    result = run(platform, fs_request(image, "ro", script), shared)
     assert result.TrainingJobStatus == "Completed", result.log_tail()
     assert "1,2" in result.logs
     assert "3,4" in result.logs
@@ -90,9 +115,9 @@ def test_ro_mounts_the_directory_read_only(platform: TrainingPlatform, probe: st
     assert sorted(result.hosts[0].channels[0].files) == ["a.csv", "sub/b.csv"]
 
 
-def test_rw_mounts_the_directory_read_write(platform: TrainingPlatform, probe: str, shared: Path) -> None:
+def test_rw_mounts_the_directory_read_write(platform: TrainingPlatform, image: str, shared: Path) -> None:
     script = "cat /opt/ml/input/data/shared/a.csv && echo from-the-job >/opt/ml/input/data/shared/written && echo WROTE"
-    result = run(platform, fs_request(probe, "rw", script), shared)
+    result = run(platform, fs_request(image, "rw", script), shared)
     assert result.TrainingJobStatus == "Completed", result.log_tail()
     assert "1,2" in result.logs
     assert "WROTE" in result.logs
@@ -104,8 +129,8 @@ def test_rw_mounts_the_directory_read_write(platform: TrainingPlatform, probe: s
         assert any("FileSystemDataSource, rw" in w and str(shared) in w for w in result.warnings), result.warnings
 
 
-def test_without_a_local_directory_the_job_fails_naming_the_fix(platform: TrainingPlatform, probe: str) -> None:
-    result = run(platform, fs_request(probe, "ro", "echo never"), None)
+def test_without_a_local_directory_the_job_fails_naming_the_fix(platform: TrainingPlatform, image: str) -> None:
+    result = run(platform, fs_request(image, "ro", "echo never"), None)
     assert result.TrainingJobStatus == "Failed"
     assert "EFS fs-0123456789abcdef0:/datasets/shared (ro)" in result.FailureReason
     assert "--sm-channel shared=DIR" in result.FailureReason
@@ -126,7 +151,7 @@ def test_the_plugin_refuses_a_file_system_channel_without_a_directory(pytester: 
     assert "Traceback" not in output
 
 
-def test_the_layout_a_job_starts_with(platform: TrainingPlatform, probe: str, shared: Path) -> None:
+def test_the_layout_a_job_starts_with(platform: TrainingPlatform, image: str, shared: Path) -> None:
     """Issue 18, item 8 (docs/contract.md §3): the output subfolders exist before the start, the platform's
     directories are writable by a non-root USER (the stricter modes of real jobs are not confirmed by a public
     listing), and no `<channel>-manifest` file appears beside a channel (not confirmed either)."""
@@ -134,7 +159,7 @@ def test_the_layout_a_job_starts_with(platform: TrainingPlatform, probe: str, sh
         "stat -c '%n %a' /opt/ml/model /opt/ml/output /opt/ml/output/data /opt/ml/input/data /opt/ml/input/config; "
         "ls -A /opt/ml/input/data | sed 's/^/ENTRY /'"
     )
-    request = with_overrides(None, name=job_name("layout"), image=probe, entrypoint=["/bin/sh", "-c", script])
+    request = with_overrides(None, name=job_name("layout"), image=image, entrypoint=["/bin/sh", "-c", script])
     request["InputDataConfig"] = [
         {
             "ChannelName": "train",
@@ -184,8 +209,8 @@ def test_the_plugin_mounts_the_directory_given_with_sm_channel(
     result.assert_outcomes(passed=1)
 
 
-def test_two_channels_on_one_directory_fail_naming_both(platform: TrainingPlatform, probe: str, shared: Path) -> None:
-    request = fs_request(probe, "ro", "echo never")
+def test_two_channels_on_one_directory_fail_naming_both(platform: TrainingPlatform, image: str, shared: Path) -> None:
+    request = fs_request(image, "ro", "echo never")
     request["InputDataConfig"].append(fs_channel("rw", name="other"))
     result = platform.run(parse_request(request), timeout=60, local_channels={"shared": shared, "other": shared})
     assert result.TrainingJobStatus == "Failed"

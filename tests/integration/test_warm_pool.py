@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from pytest_sagemaker_contract.jobs import job_name, with_overrides
@@ -28,10 +29,15 @@ SCRIPT = (
 )
 
 
-@pytest.fixture(scope="module", params=["bind", "engine"])
+@pytest.fixture(scope="module", params=["bind", "engine", "remote"])
 def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
+    """Bind mounts and the engine data path on the local engine, and the non-local engine (no shared filesystem,
+    so the engine path is its only one)."""
+    remote = request.param == "remote"
+    client = request.getfixturevalue("remote_engine") if remote else docker.from_env(timeout=300)
     s3 = S3Server().start()
-    plat = TrainingPlatform(Engine(), s3, tmp_path_factory.mktemp("warm"), grace_s=5, data_path=request.param)
+    data_path = "bind" if request.param == "bind" else "engine"
+    plat = TrainingPlatform(Engine(client), s3, tmp_path_factory.mktemp("warm"), grace_s=5, data_path=data_path)
     try:
         yield plat
     finally:
@@ -44,6 +50,23 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="module")
 def probe(example_image: Callable[[str | Path], str]) -> str:
     return example_image(IMAGES / "cluster-probe")
+
+
+@pytest.fixture(scope="module")
+def image(platform: TrainingPlatform, probe: str, docker_client: docker.DockerClient) -> str:
+    """The probe image on the platform's engine (copied there, as `docker save | docker load` does)."""
+    engine = platform.engine.api
+    wanted = docker_client.api.inspect_image(probe)["Id"]
+    try:
+        present = engine.inspect_image(probe)["Id"]
+    except docker.errors.ImageNotFound:
+        present = None
+    if present != wanted:
+        engine.load_image(b"".join(docker_client.api.get_image(probe)))
+    return probe
+    if probe not in {t for i in engine.images() for t in (i.get("RepoTags") or [])}:
+        engine.load_image(b"".join(docker_client.api.get_image(probe)))
+    return probe
 
 
 def run(
@@ -64,27 +87,27 @@ def line(result: TrainingJobResult, key: str) -> str:
     return next(ln.split(key + "=", 1)[1] for ln in result.logs.splitlines() if key + "=" in ln)
 
 
-def test_the_cache_moves_to_the_next_matching_job(platform: TrainingPlatform, probe: str) -> None:
-    first = run(platform, probe, keep_alive=600)
+def test_the_cache_moves_to_the_next_matching_job(platform: TrainingPlatform, image: str) -> None:
+    first = run(platform, image, keep_alive=600)
     assert line(first, "ENV") == CACHE
     assert line(first, "DIR") == "present"
     assert line(first, "FOUND") == "none", "a new warm pool starts with an empty cache"
 
-    second = run(platform, probe, keep_alive=600)
+    second = run(platform, image, keep_alive=600)
     assert line(second, "FOUND") == first.TrainingJobName, "the matching job finds what the first one cached"
 
-    third = run(platform, probe, keep_alive=600)
+    third = run(platform, image, keep_alive=600)
     assert line(third, "FOUND") == second.TrainingJobName, "the pool moved on to the second job, cache and all"
 
 
-def test_no_keep_alive_no_cache(platform: TrainingPlatform, probe: str) -> None:
-    result = run(platform, probe, keep_alive=None)
+def test_no_keep_alive_no_cache(platform: TrainingPlatform, image: str) -> None:
+    result = run(platform, image, keep_alive=None)
     assert line(result, "ENV") == "unset"
     assert line(result, "DIR") == "absent"
 
 
-def test_a_job_that_does_not_match_starts_cold(platform: TrainingPlatform, probe: str) -> None:
-    warm = run(platform, probe, keep_alive=600, instance_type="ml.c5.xlarge")
-    other = run(platform, probe, keep_alive=600, instance_type="ml.c5.2xlarge")
+def test_a_job_that_does_not_match_starts_cold(platform: TrainingPlatform, image: str) -> None:
+    warm = run(platform, image, keep_alive=600, instance_type="ml.c5.xlarge")
+    other = run(platform, image, keep_alive=600, instance_type="ml.c5.2xlarge")
     assert line(other, "DIR") == "present"
     assert line(other, "FOUND") == "none", f"another instance type must not reuse {warm.TrainingJobName}'s pool"
