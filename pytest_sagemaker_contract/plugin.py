@@ -22,7 +22,7 @@ from .report import ContractReport, properties_for
 from .report_html import HtmlReport
 from .report_junit import JUnitDetails, detail_properties
 from .report_timeline import JOBS_KEY
-from .reuse import VERDICTS_KEY, Verdict, VerdictCache, reused_properties, worth_keeping
+from .reuse import VERDICTS_KEY, Verdict, VerdictCache, reused_property, worth_keeping
 from .session import SESSION_KEY, ContractSession, session_of
 from .settings import add_options, resolve
 
@@ -149,7 +149,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     jobs = item.stash.get(JOBS_KEY, None) or []
     report.user_properties.extend(detail_properties(note.log_tail, note.sections, jobs))
     if note.reused is not None:
-        report.user_properties.extend(reused_properties(note.reused))
+        item.user_properties.append(reused_property(note.reused))  # a JUnit <property> too
+        report.user_properties.append(reused_property(note.reused))
+        if note.reused.timeline:
+            report.user_properties.append(("sm_timeline", note.reused.timeline))
     elif report.when == "call":
         _keep_verdict(item, report, call)
     if report.failed:

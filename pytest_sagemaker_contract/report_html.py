@@ -115,8 +115,11 @@ def image_section(image: str, rows: list[Row]) -> str:
     counts = {k: sum(r.outcome == k for r in rows) for k in ("passed", "failed", "skipped")}
     untested = [r for r in rows if r.outcome == "skipped" and r.skip_kind != "structural"]
     counts["not_tested"] = len(untested)
+    counts["reused"] = sum(r.reused is not None for r in rows)
     badges = "".join(
-        f'<span class="c-{k}">{v} {k.replace("_", " ")}</span>' for k, v in counts.items() if v or k != "not_tested"
+        f'<span class="c-{k}">{v} {k.replace("_", " ")}</span>'
+        for k, v in counts.items()
+        if v or k not in ("not_tested", "reused")
     )
     out = [
         f'<section class="image" data-image="{e(image)}"><h2>{e(image)}</h2>',
@@ -152,8 +155,15 @@ def _row(r: Row) -> str:
     return (
         f'<tr class="{e(r.outcome)}" id="{e(r.check_id)}"><td class="id" title="{e(r.clause)}">{e(r.check_id)}'
         f'<div class="meta">{e(r.clause)}</div></td><td class="outcome">{mark}</td>'
-        f'<td class="secs">{r.duration_s:.1f} s</td><td>{message}{details}</td></tr>'
+        f'<td class="secs">{_took(r)}</td><td>{message}{details}</td></tr>'
     )
+
+
+def _took(r: Row) -> str:
+    """The check's time, or "reused" for a verdict --sm-reuse replayed (the session that decided it on hover)."""
+    if r.reused is None:
+        return f"{r.duration_s:.1f} s"
+    return f'<span title="--sm-reuse: decided by session {html.escape(str(r.reused.get("run_id")))}">reused</span>'
 
 
 def _details(r: Row) -> str:

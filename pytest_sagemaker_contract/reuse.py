@@ -60,7 +60,7 @@ __all__ = [
     "effective_request",
     "file_digest",
     "plugin_fingerprint",
-    "reused_properties",
+    "reused_property",
     "verdict_key",
     "verdict_options",
     "worth_keeping",
@@ -297,14 +297,9 @@ class Verdict:
         return None
 
 
-def reused_properties(verdict: Verdict) -> list[tuple[str, object]]:
-    """`sm_reused` (JSON: when, by which session, in how long the verdict was first made) and the kept timeline."""
-    props: list[tuple[str, object]] = [
-        ("sm_reused", json.dumps({"at": verdict.at, "run_id": verdict.run_id, "duration_s": verdict.duration_s}))
-    ]
-    if verdict.timeline:
-        props.append(("sm_timeline", verdict.timeline))
-    return props
+def reused_property(verdict: Verdict) -> tuple[str, object]:
+    """`sm_reused`: a JSON object of when, by which session and in how long the verdict was first made."""
+    return ("sm_reused", json.dumps({"at": verdict.at, "run_id": verdict.run_id, "duration_s": verdict.duration_s}))
 
 
 def _text_or_none(value: object) -> str | None:

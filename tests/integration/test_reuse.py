@@ -88,7 +88,14 @@ class Runner:
         started = time.monotonic()
         try:
             result = self.pytester.runpytest_subprocess(
-                "-p", "no:randomly", "--sm-reuse", f"--sm-report={report}", "--junitxml=junit.xml", *args, timeout=600
+                "-p",
+                "no:randomly",
+                "--sm-reuse",
+                f"--sm-report={report}",
+                "--junitxml=junit.xml",
+                "--sm-html=report.html",
+                *args,
+                timeout=600,
             )
         finally:
             names = watch.stop()
@@ -198,6 +205,8 @@ def test_a_rerun_reuses_every_verdict_and_any_change_runs_the_checks_again(
     cases = list(ET.parse(runner.pytester.path / "junit.xml").iter("testcase"))
     assert len(cases) == 5
     assert all("reused (--sm-reuse)" in (case.findtext("system-out") or "") for case in cases)
+    assert all("sm_reused" in {p.get("name") for p in case.iter("property")} for case in cases)
+    assert (runner.pytester.path / "report.html").read_text().count(">reused</span>") == 5
 
     hyper = runner(*args, "--sm-hyperparameter=lr=0.2")
     assert hyper.code == 0, hyper.output

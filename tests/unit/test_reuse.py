@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +17,7 @@ from pytest_sagemaker_contract.reuse import (
     channel_fingerprint,
     effective_request,
     plugin_fingerprint,
-    reused_properties,
+    reused_property,
     verdict_key,
     verdict_options,
     worth_keeping,
@@ -194,8 +195,9 @@ def test_a_verdict_survives_the_cache_and_replays_the_same_note() -> None:
     )
     assert note.duration_s == 0.0, "nothing ran this time"
     assert user_properties == [("sm_metrics", '{"loss": [1.0]}')]
-    names = [name for name, _ in reused_properties(back)]
-    assert names == ["sm_reused", "sm_timeline"]
+    name, value = reused_property(back)
+    assert name == "sm_reused"
+    assert json.loads(str(value)) == {"at": verdict.at, "run_id": "r1", "duration_s": 9.25}
 
 
 def test_failures_and_skips_replay_as_their_outcome() -> None:
