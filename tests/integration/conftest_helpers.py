@@ -1,4 +1,5 @@
-"""Helpers shared by the integration tests (not fixtures: those are in conftest.py)."""
+"""Helpers shared by the integration tests (not fixtures: those are in conftest.py, e.g. `contract_check` for a
+built-in check's real handle over a test's own platform)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_sagemaker_contract.contract import CheckContext, CheckNote
+from pytest_sagemaker_contract.contract import CheckContext
 from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, RequestOverrides, job_name, with_overrides
 from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingPlatform
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
@@ -29,7 +30,6 @@ __all__ = [
     "REMOTE_HOST",
     "REMOTE_TOOL",
     "REPO",
-    "DetachedCheck",
     "assert_environment_fault",
     "auto_gives_gpus",
     "host_gpu_support",
@@ -69,20 +69,6 @@ def local_platform(workdir: Path, grace_s: float, *, bridge: bool = False, **kw:
 def job_spec(image: str, prefix: str, **overrides: Unpack[RequestOverrides]) -> TrainingJobSpec:
     """The parsed default request for `image`, named `<prefix>-…`, with `with_overrides`' keywords applied."""
     return parse_request(with_overrides(None, name=job_name(prefix), image=image, **overrides))
-
-
-class DetachedCheck(CheckContext):
-    """A built-in check's handle without a pytest item or session: enough for the checks' verdict functions
-    (`expect_completed`, `fail_on_engine_fault`, `_stopped_verdict`) applied to a result a test ran itself."""
-
-    def __init__(self, platform: TrainingPlatform, check_id: str, image: str) -> None:
-        self.platform = platform
-        self.image = image
-        self.note = CheckNote(check_id, "§5", image)
-        self.needs_default = False
-
-    def _s3_hint(self) -> str:
-        return ""  # the test's own platform, on the local engine: its containers reach its S3
 
 
 def assert_environment_fault(check: CheckContext, excinfo: pytest.ExceptionInfo[BaseException]) -> str:

@@ -22,7 +22,7 @@ from pytest_sagemaker_contract.platform.data_path import detect_topology
 from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
 
-from .conftest_helpers import IMAGES, KMEANS, REMOTE_HOST, outcomes_by_check, run_suite
+from .conftest_helpers import IMAGES, KMEANS, REMOTE_HOST, job_spec, outcomes_by_check, run_suite
 
 #: The project's own copy of a non-local engine (.ci/run starts it too): own /tmp, own network, a unix socket.
 
@@ -83,8 +83,7 @@ def probe(
 
 
 def spec_for(image: str, mode: str, **overrides: Any) -> TrainingJobSpec:
-    env = {"MODE": mode}
-    return parse_request(with_overrides(None, name=job_name(f"dp-{mode}"), image=image, environment=env, **overrides))
+    return job_spec(image, f"dp-{mode}", environment={"MODE": mode}, **overrides)
 
 
 def model_members(plat: TrainingPlatform, uri: str) -> dict[str, tarfile.TarInfo]:

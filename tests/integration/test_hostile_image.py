@@ -20,12 +20,12 @@ import docker
 import pytest
 
 from pytest_sagemaker_contract.contract.model import model_problem
-from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overrides
+from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name
 from pytest_sagemaker_contract.platform import TrainingPlatform
 from pytest_sagemaker_contract.platform.engine import LABEL_RUN
-from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
+from pytest_sagemaker_contract.spec import TrainingJobSpec
 
-from .conftest_helpers import IMAGES, local_platform, run_checks
+from .conftest_helpers import IMAGES, job_spec, local_platform, run_checks
 
 SECRET = b"HOST-SECRET-7f3a"
 
@@ -57,9 +57,7 @@ def secret(tmp_path: Path) -> Path:
 
 def spec_for(image: str, mode: str, secret: Path, **overrides: Any) -> TrainingJobSpec:
     env = {"MODE": mode, "SECRET": str(secret), "SECRET_DIR": str(secret.parent)}
-    return parse_request(
-        with_overrides(None, name=job_name(f"hostile-{mode}"), image=image, environment=env, **overrides)
-    )
+    return job_spec(image, f"hostile-{mode}", environment=env, **overrides)
 
 
 def members(plat: TrainingPlatform, uri: str) -> dict[str, tuple[tarfile.TarInfo, bytes | None]]:
