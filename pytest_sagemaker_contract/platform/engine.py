@@ -8,9 +8,11 @@ testcontainers' container wrapper stops with a forced remove (SIGKILL) and pulls
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -574,15 +576,22 @@ class Engine:
         None when the engine has no bridge (e.g. `dockerd --bridge=none`) or is not on this machine.
         """
         try:
-            config = self.api.inspect_network("bridge")["IPAM"]["Config"] or []
-        except (docker.errors.DockerException, KeyError, TypeError):
+            bridge = self.api.inspect_network("bridge")
+            config = bridge["IPAM"]["Config"] or []
+            interface = (bridge.get("Options") or {}).get("com.docker.network.bridge.name")
+        except (docker.errors.DockerException, KeyError, TypeError, AttributeError):
             return None
         for entry in config:
             gateway = entry.get("Gateway")
             if not gateway and entry.get("Subnet"):
                 gateway = str(next(ipaddress.ip_network(entry["Subnet"], strict=False).hosts()))
-            if gateway and _is_local_address(gateway):
-                return str(gateway)
+            if not gateway or not _is_local_address(gateway):
+                continue
+            # An address that is local only by chance (a local network that got the same subnet as a remote
+            # engine's bridge) is not the bridge: the engine's own bridge interface must hold it here.
+            if interface and _interface_address(str(interface)) != gateway:
+                continue
+            return str(gateway)
         return None
 
     def inspect_network(self, network: str) -> dict[str, Any]:
@@ -706,6 +715,20 @@ def _is_local_address(address: str) -> bool:
     except OSError:
         return False
     return True
+
+
+#: ioctl(2) request for an interface's address (linux/sockios.h).
+_SIOCGIFADDR = 0x8915
+
+
+def _interface_address(name: str) -> str | None:
+    """The IPv4 address of this machine's network interface `name` (SIOCGIFADDR), or None without one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            data = fcntl.ioctl(sock.fileno(), _SIOCGIFADDR, struct.pack("256s", name[:15].encode()))
+        except OSError:
+            return None
+    return socket.inet_ntoa(data[20:24])
 
 
 def _exec_error(text: str) -> str:
