@@ -638,8 +638,10 @@ def _data_source_errors(req: Mapping[str, Any], i: int, channel: Mapping[str, An
     kinds = sorted(channel["DataSource"])
     if kinds == ["S3DataSource"]:
         return []
+    if len(kinds) != 1:
+        return [f"{where}: set exactly one data source (got {', '.join(kinds) or 'none'})"]
     if kinds != ["FileSystemDataSource"]:
-        return [f"{where}: set exactly one of S3DataSource or FileSystemDataSource (got {', '.join(kinds) or 'none'})"]
+        return [f"{where}: {kinds[0]} is not simulated (S3DataSource and FileSystemDataSource are)"]
     errors = []
     if not (req.get("VpcConfig") or {}).get("Subnets"):
         errors.append(

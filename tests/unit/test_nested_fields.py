@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_sagemaker_contract.settings import Settings
-from pytest_sagemaker_contract.spec import DEFAULT_ROLE_ARN, SIMULATED_FIELDS, parse_request, unsimulated_nested
+from pytest_sagemaker_contract.spec import (
+    DEFAULT_ROLE_ARN,
+    SIMULATED_FIELDS,
+    RequestError,
+    parse_request,
+    unsimulated_nested,
+)
 
 
 def request(**top: Any) -> dict[str, Any]:
@@ -80,3 +86,38 @@ def test_the_header_names_nested_fields(tmp_path: Path) -> None:
     lines = [line for line in settings.header() if "accepted but not simulated" in line]
     assert len(lines) == 1
     assert lines[0].endswith(": ResourceConfig.VolumeKmsKeyId")
+
+
+def test_a_data_source_the_platform_does_not_simulate_is_refused_by_name() -> None:
+    req = request()
+    req["InputDataConfig"][0]["DataSource"] = {
+        "DatasetSource": {"DatasetArn": "arn:aws:sagemaker:us-east-1:123456789012:hub-content/hub/DataSet/d"}
+    }
+    try:
+        parse_request(req)
+    except RequestError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("a DatasetSource channel was accepted")
+    assert "InputDataConfig[0].DataSource: DatasetSource is not simulated" in message
+
+
+def test_a_file_system_channel_needs_a_vpc_and_file_mode() -> None:
+    fs = {"FileSystemId": "fs-0123456789abcdef0", "FileSystemType": "FSxLustre", "DirectoryPath": "/fsx"}
+    req = request()
+    req["InputDataConfig"][0]["DataSource"] = {"FileSystemDataSource": {**fs, "FileSystemAccessMode": "rw"}}
+    req["InputDataConfig"][0]["InputMode"] = "FastFile"
+    try:
+        parse_request(req)
+    except RequestError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("a file system channel without a VPC was accepted")
+    assert "add VpcConfig" in message
+    assert "input mode FastFile" in message
+    req["VpcConfig"] = {"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0123456789abcdef0"]}
+    del req["InputDataConfig"][0]["InputMode"]
+    channel = parse_request(req).channels[0]
+    assert channel.file_system is not None
+    assert channel.file_system.access_mode == "rw"
+    assert channel.s3_uri == ""
