@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = [
+    "ALL_CHECKS",
     "EXAMPLES",
     "IMAGES",
     "KMEANS",
@@ -39,6 +40,32 @@ __all__ = [
     "run_checks",
     "run_suite",
 ]
+
+
+#: The built-in suite's checks in the order the suite runs and reports them, written out (not read from
+#: `contract.CHECKS`) so that a check lost or moved fails the tests that compare with it.
+ALL_CHECKS = (
+    "SM-IMG-EXEC-FORM",
+    "SM-IMG-NO-TINI",
+    "SM-IMG-TRAIN-ON-PATH",
+    "SM-IMG-OPT-ML-EMPTY",
+    "SM-IMG-NO-DRIVER",
+    "SM-RUN-DEFAULT",
+    "SM-RUN-ENTRYPOINT",
+    "SM-RUN-ARGUMENTS",
+    "SM-RUN-BOTH",
+    "SM-RUN-EXTERNAL-SCRIPT",
+    "SM-OUT-MODEL",
+    "SM-METRICS",
+    "SM-SIG-TERM",
+    "SM-SIG-MAX-RUNTIME",
+    "SM-CKPT-RESUME",
+    "SM-SPOT-RESTART",
+    "SM-DATA-MODES",
+    "SM-HOSTS-MULTI",
+    "SM-NET-ISOLATION",
+    "SM-GPU-VISIBLE",
+)
 
 
 @contextlib.contextmanager

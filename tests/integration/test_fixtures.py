@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from .conftest_helpers import IMAGES, REPO, auto_gives_gpus, host_gpu_support
+from .conftest_helpers import ALL_CHECKS, IMAGES, REPO, auto_gives_gpus, host_gpu_support
 
 USER_TESTS = """
 import json
@@ -90,24 +90,7 @@ def test_user_tests_with_fixtures_and_markers(
 
 
 #: The suite's checks in suite order, less SM-SIG-* and SM-CKPT-* (deselected below).
-XDIST_CHECKS = (
-    "SM-IMG-EXEC-FORM",
-    "SM-IMG-NO-TINI",
-    "SM-IMG-TRAIN-ON-PATH",
-    "SM-IMG-OPT-ML-EMPTY",
-    "SM-IMG-NO-DRIVER",
-    "SM-RUN-DEFAULT",
-    "SM-RUN-ENTRYPOINT",
-    "SM-RUN-ARGUMENTS",
-    "SM-RUN-BOTH",
-    "SM-RUN-EXTERNAL-SCRIPT",
-    "SM-OUT-MODEL",
-    "SM-METRICS",
-    "SM-DATA-MODES",
-    "SM-HOSTS-MULTI",
-    "SM-NET-ISOLATION",
-    "SM-GPU-VISIBLE",
-)
+XDIST_CHECKS = tuple(c for c in ALL_CHECKS if not c.startswith(("SM-SIG-", "SM-CKPT-")))
 
 
 def test_xdist_runs_suite_and_user_tests_and_merges_the_report(

@@ -11,31 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from .conftest_helpers import IMAGES, KMEANS, outcomes_by_check, run_suite
-
-ALL_CHECKS = (
-    "SM-IMG-EXEC-FORM",
-    "SM-IMG-NO-TINI",
-    "SM-IMG-TRAIN-ON-PATH",
-    "SM-IMG-OPT-ML-EMPTY",
-    "SM-IMG-NO-DRIVER",
-    "SM-RUN-DEFAULT",
-    "SM-RUN-ENTRYPOINT",
-    "SM-RUN-ARGUMENTS",
-    "SM-RUN-BOTH",
-    "SM-RUN-EXTERNAL-SCRIPT",
-    "SM-OUT-MODEL",
-    "SM-METRICS",
-    "SM-SIG-TERM",
-    "SM-SIG-MAX-RUNTIME",
-    "SM-CKPT-RESUME",
-    "SM-SPOT-RESTART",
-    "SM-DATA-MODES",
-    "SM-HOSTS-MULTI",
-    "SM-NET-ISOLATION",
-    "SM-GPU-VISIBLE",
-)
-
+from .conftest_helpers import ALL_CHECKS, IMAGES, KMEANS, outcomes_by_check, run_suite
 
 #: The kmeans job's clauses that do not apply to it: its ENTRYPOINT receives "train", it runs on one host.
 KMEANS_NOT_APPLICABLE = {"SM-IMG-TRAIN-ON-PATH", "SM-HOSTS-MULTI"}
