@@ -1,8 +1,8 @@
 """--sm-reuse end to end: real images, the real engine, pytest's real cache.
 
 Each pytest run gets its own SM_CONTRACT_RUN_ID, which every container of its jobs carries as a label: the
-engine's own `docker events` then say whether a run trained anything. A reused rerun starts no container (its
-session still creates, never starts, the probe that measures the data path).
+engine's own `docker events` then say whether a run trained anything. A reused rerun starts none of them (its
+session still creates, never starts, the probe that measures the data path, and starts its unlabelled keeper).
 """
 
 from __future__ import annotations
