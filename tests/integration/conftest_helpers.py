@@ -150,3 +150,11 @@ def host_gpu_support(client: Any) -> dict[str, list[str]]:
 def auto_gives_gpus(support: dict[str, list[str]]) -> bool:
     """Whether --sm-gpus auto (the default) gives containers GPUs here: only through the toolkit (runtime or CDI)."""
     return bool(support["runtime"] or support["cdi"])
+
+
+def job_leftovers(platform: TrainingPlatform) -> list[str]:
+    """The names of the platform's containers that no job should have left now: all of its run's but the
+    idle slots' pods, which it keeps for the next single-host job (platform/slots.py)."""
+    pods = {slot.pod for slot in platform.slots.idle}
+    found = platform.engine.api.containers(all=True, filters={"label": f"sm-contract.run={platform.run_id}"})
+    return [str(c["Names"][0]).lstrip("/") for c in found if c["Id"] not in pods]

@@ -22,7 +22,8 @@ from pytest_sagemaker_contract.platform.data_path import detect_topology
 from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
 
-from .conftest_helpers import IMAGES, KMEANS, REMOTE_HOST, job_spec, outcomes_by_check, run_suite
+from ..helpers import KMEANS_SUITE_ARGS
+from .conftest_helpers import IMAGES, REMOTE_HOST, job_leftovers, job_spec, outcomes_by_check, run_suite
 
 #: The project's own copy of a non-local engine (.ci/run starts it too): own /tmp, own network, a unix socket.
 
@@ -243,20 +244,14 @@ def test_pipe_mode_fifos_fed_inside_the_engine(
         )
     )
     assert platform.run(never, timeout=300).TrainingJobStatus == "Completed"
-    helpers = platform.engine.api.containers(all=True, filters={"label": f"{LABEL_RUN}={platform.run_id}"})
-    assert [c["Names"] for c in helpers] == []
+    assert job_leftovers(platform) == []
 
 
 # -- the built-in suite, local vs remote ---------------------------------------------------------------
 
 
 SUITE_ARGS = (
-    f"--sm-job={KMEANS / 'job.json'}",
-    f"--sm-channel=train={KMEANS / 'data'}",
-    "--sm-expect-model=model.json",
-    "--sm-stop-after=1.5",
-    "--sm-grace=10",
-    "--sm-checkpoints",
+    *KMEANS_SUITE_ARGS,
     "--sm-resume-log=resuming from checkpoint after epoch [0-9]+",  # SM-SPOT-RESTART's evidence on every data path
     "--sm-input-modes=File,FastFile",
     "--sm-instance-count=2",

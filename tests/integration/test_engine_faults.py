@@ -16,9 +16,8 @@ import pytest
 from pytest_sagemaker_contract.contract import CheckContext
 from pytest_sagemaker_contract.contract.stopping import _stopped_verdict
 from pytest_sagemaker_contract.platform import TrainingJobResult, TrainingPlatform
-from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 
-from .conftest_helpers import IMAGES, assert_environment_fault, job_spec
+from .conftest_helpers import IMAGES, assert_environment_fault, job_leftovers, job_spec
 
 pytestmark = [pytest.mark.usefixtures("no_leftovers"), pytest.mark.local_platform(grace_s=60)]
 
@@ -85,4 +84,4 @@ def test_container_removed_during_the_sigterm_grace_never_passes_sm_sig_term(
         _stopped_verdict(suite, result, 60, "SIGTERM at log line 'step 1'")
     assert_environment_fault(suite, excinfo)
     assert suite.note.message.startswith("environment fault, not the image's")  # no "exited … after SIGTERM"
-    assert platform.engine.api.containers(all=True, filters={"label": f"{LABEL_RUN}={platform.run_id}"}) == []
+    assert job_leftovers(platform) == []

@@ -18,7 +18,6 @@ import pytest
 
 from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overrides
 from pytest_sagemaker_contract.platform import TrainingJobResult, TrainingPlatform
-from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 from pytest_sagemaker_contract.platform.layout import (
     assign_hosts,
     hyperparameters_json,
@@ -27,7 +26,7 @@ from pytest_sagemaker_contract.platform.layout import (
 )
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
 
-from .conftest_helpers import IMAGES, job_spec
+from .conftest_helpers import IMAGES, job_leftovers, job_spec
 
 PROBE = "/opt/program/probe"
 ALT = "/usr/local/bin/alt"
@@ -40,7 +39,7 @@ def clean_workdir(platform: TrainingPlatform) -> Iterator[None]:
     """Each job removes its host directories and containers when it ends."""
     yield
     assert list(platform.workdir.iterdir()) == [], "job directory left behind"
-    assert platform.engine.api.containers(all=True, filters={"label": f"{LABEL_RUN}={platform.run_id}"}) == []
+    assert job_leftovers(platform) == []
 
 
 @pytest.fixture(scope="module")
