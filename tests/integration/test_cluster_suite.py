@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ..helpers import KMEANS_JOB_ARGS
 from .conftest_helpers import IMAGES, KMEANS, run_checks
 
 
@@ -57,8 +58,7 @@ def test_data_modes_file_and_fastfile_on_kmeans(pytester: pytest.Pytester, examp
         image,
         "-k",
         "SM-DATA-MODES",
-        f"--sm-job={KMEANS / 'job.json'}",
-        f"--sm-channel=train={KMEANS / 'data'}",
+        *KMEANS_JOB_ARGS,
         "--sm-input-modes=File,FastFile",
         "--sm-hyperparameter=seconds_per_epoch=0",
     )

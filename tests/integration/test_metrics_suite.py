@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ..helpers import KMEANS_JOB_ARGS
 from .conftest_helpers import IMAGES, KMEANS, run_checks
 
 
@@ -21,8 +22,7 @@ def test_kmeans_metrics_are_read_from_the_log(
     result, checks = run_checks(
         pytester,
         image,
-        f"--sm-job={KMEANS / 'job.json'}",
-        f"--sm-channel=train={KMEANS / 'data'}",
+        *KMEANS_JOB_ARGS,
         f"--junitxml={junit}",
         "-k",
         "SM-METRICS",

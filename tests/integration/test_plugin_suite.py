@@ -11,7 +11,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from .conftest_helpers import ALL_CHECKS, IMAGES, KMEANS, outcomes_by_check, run_suite
+from ..helpers import KMEANS_SUITE_ARGS
+from .conftest_helpers import ALL_CHECKS, IMAGES, outcomes_by_check, run_suite
 
 #: The kmeans job's clauses that do not apply to it: its ENTRYPOINT receives "train", it runs on one host.
 KMEANS_NOT_APPLICABLE = {"SM-IMG-TRAIN-ON-PATH", "SM-HOSTS-MULTI"}
@@ -28,12 +29,7 @@ def test_kmeans_example_passes_every_clause(
     result = run_suite(
         pytester,
         f"--sm-image={image}",
-        f"--sm-job={KMEANS / 'job.json'}",
-        f"--sm-channel=train={KMEANS / 'data'}",
-        "--sm-expect-model=model.json",
-        "--sm-stop-after=1.5",
-        "--sm-grace=10",
-        "--sm-checkpoints",
+        *KMEANS_SUITE_ARGS,
         f"--sm-report={report}",
         f"--junitxml={pytester.path / 'junit.xml'}",
     )

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from .conftest_helpers import IMAGES, KMEANS, run_checks
+from ..helpers import KMEANS_JOB_ARGS
+from .conftest_helpers import IMAGES, run_checks
 
 
 def test_handler_that_saves_in_time_passes(
@@ -117,8 +118,7 @@ def test_checkpoint_resume_on_kmeans(pytester: pytest.Pytester, example_image: C
         image,
         "-k",
         "SM-CKPT-RESUME",
-        f"--sm-job={KMEANS / 'job.json'}",
-        f"--sm-channel=train={KMEANS / 'data'}",
+        *KMEANS_JOB_ARGS,
         "--sm-checkpoints",
         "--sm-stop-on-log=^epoch 2/",  # epoch 1's checkpoint is written by then
         "--sm-grace=30",
