@@ -10,13 +10,13 @@ Dockerfile.forwarding variant (an exec-form wrapper that forwards SIGTERM) passe
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
+from ..helpers import EXAMPLES
 from .conftest_helpers import run_checks
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "toolkit-script-mode"
+EXAMPLE = EXAMPLES / "toolkit-script-mode"
 SHORT = (
     str(EXAMPLE),  # a directory without tests, so pyproject's testpaths add nothing
     f"--sm-job={EXAMPLE / 'job.json'}",

@@ -9,7 +9,7 @@ from pathlib import Path
 import build  # examples/build.py (tests/conftest.py puts examples/ on sys.path)
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from ..helpers import REPO
 
 
 class NoDockerNeeded:

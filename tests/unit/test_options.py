@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -11,7 +10,9 @@ from pytest_sagemaker_contract.fixtures import JOB_MARKER_KEYWORDS
 from pytest_sagemaker_contract.jobs import OVERRIDE_KEYWORDS, RequestOverrides, with_overrides
 from pytest_sagemaker_contract.settings import OPTIONS, Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+from ..helpers import REPO
+
+README = REPO / "README.md"
 
 
 def _readme_override_rows() -> list[str]:

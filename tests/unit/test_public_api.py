@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest_sagemaker_contract
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+from ..helpers import REPO
+
+README = REPO / "README.md"
 
 
 def test_every_stable_name_resolves() -> None:

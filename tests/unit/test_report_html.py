@@ -6,7 +6,6 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -17,7 +16,9 @@ from pytest_sagemaker_contract.report_html import render, timeline_svg
 from pytest_sagemaker_contract.report_junit import detail_properties, details_text, parse_sections
 from pytest_sagemaker_contract.report_timeline import TIMELINE_EVENTS, parse_timeline
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report.schema.json").read_text())
+from ..helpers import REPO
+
+SCHEMA = json.loads((REPO / "docs" / "report.schema.json").read_text())
 T0 = 1_800_000_000.0
 
 

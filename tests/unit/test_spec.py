@@ -27,7 +27,7 @@ from pytest_sagemaker_contract.spec import (
     validate_request,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from ..helpers import EXAMPLES
 
 
 def request(**top: Any) -> dict[str, Any]:
