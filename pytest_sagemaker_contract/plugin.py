@@ -22,7 +22,7 @@ from .report import ContractReport, properties_for
 from .report_html import HtmlReport
 from .report_junit import JUnitDetails, detail_properties
 from .report_timeline import JOBS_KEY
-from .reuse import VERDICTS_KEY, Verdict, VerdictCache, reused_property, worth_keeping
+from .reuse import VERDICTS_KEY, WORKER_KEYS, Verdict, VerdictCache, reused_property, worth_keeping
 from .session import SESSION_KEY, ContractSession, session_of
 from .settings import add_options, resolve
 
@@ -80,7 +80,16 @@ def _install_reuse(config: pytest.Config) -> None:
             "--sm-reuse: pytest's cache is off (-p no:cacheprovider), and verdicts are kept there; "
             "drop -p no:cacheprovider or drop --sm-reuse"
         )
-    config.stash[VERDICTS_KEY] = VerdictCache(cache, session_of(config))
+    workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+    config.stash[VERDICTS_KEY] = VerdictCache(cache, session_of(config), workerinput.get(WORKER_KEYS))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: the controller keys each image once (the channels hashed once) and hands the keys to its workers."""
+    verdicts = node.config.stash.get(VERDICTS_KEY, None)
+    if verdicts is not None:
+        node.workerinput[WORKER_KEYS] = verdicts.image_keys(session_of(node.config).settings.images)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -54,6 +54,7 @@ __all__ = [
     "CACHE_DIR",
     "OUTPUT_ONLY",
     "VERDICTS_KEY",
+    "WORKER_KEYS",
     "Verdict",
     "VerdictCache",
     "channel_fingerprint",
@@ -326,11 +327,15 @@ class _ImageKey:
 class VerdictCache:
     """The session's view of the kept verdicts: looks them up (once per check), keeps new ones, counts."""
 
-    def __init__(self, cache: CacheLike, session: ContractSession) -> None:
+    def __init__(
+        self, cache: CacheLike, session: ContractSession, keyed: Mapping[str, dict[str, Any] | None] | None = None
+    ) -> None:
         self.cache = cache
         self.session = session
         self._lock = threading.Lock()
-        self._images: dict[str, _ImageKey] = {}
+        #: An xdist worker starts from its controller's keys (`image_keys`): one hashing of the channels, and
+        #: one key for every worker even if a tag moves meanwhile.
+        self._images: dict[str, _ImageKey] = {image: _ImageKey(parts) for image, parts in (keyed or {}).items()}
         self._found: dict[tuple[str, str], Verdict | None] = {}
         #: Seconds spent hashing channels (measured once per session).
         self.channel_seconds = 0.0
@@ -374,11 +379,19 @@ class VerdictCache:
             )
         return lines
 
+    def image_keys(self, images: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """Each image's key parts (None: not keyable), computed once: what an xdist controller hands its workers."""
+        with self._lock:
+            return {image: self._image_parts(image) for image in images}
+
     def _key(self, image: str, check_id: str) -> str | None:
+        parts = self._image_parts(image)
+        return _digest(parts | {"check": check_id}) if parts is not None else None
+
+    def _image_parts(self, image: str) -> dict[str, Any] | None:
         if image not in self._images:
             self._images[image] = self._image_key(image)
-        parts = self._images[image].parts
-        return _digest(parts | {"check": check_id}) if parts is not None else None
+        return self._images[image].parts
 
     def _image_key(self, image: str) -> _ImageKey:
         settings = self.session.settings
@@ -468,3 +481,5 @@ def _part_digests(parts: Mapping[str, Any]) -> dict[str, str]:
 
 
 VERDICTS_KEY = pytest.StashKey[VerdictCache]()
+#: The `workerinput` entry in which an xdist controller hands its workers the images' key parts.
+WORKER_KEYS = "sm_contract_reuse_keys"

@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -14,6 +14,7 @@ from pytest_sagemaker_contract.contract.suite import CheckNote
 from pytest_sagemaker_contract.reuse import (
     OUTPUT_ONLY,
     Verdict,
+    VerdictCache,
     channel_fingerprint,
     effective_request,
     plugin_fingerprint,
@@ -22,6 +23,7 @@ from pytest_sagemaker_contract.reuse import (
     verdict_options,
     worth_keeping,
 )
+from pytest_sagemaker_contract.session import ContractSession
 from pytest_sagemaker_contract.settings import OPTIONS, Settings
 
 IMAGE_ID = "sha256:" + "a" * 64
@@ -223,3 +225,56 @@ def test_reuse_without_pytests_cache_is_a_usage_error(pytester: pytest.Pytester)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sm-reuse", "--sm-image", "algo:ci")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--sm-reuse: pytest's cache is off (-p no:cacheprovider)*"])
+
+
+class DictCache:
+    """pytest's cache, as far as VerdictCache uses it: JSON values by key."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def get(self, key: str, default: Any) -> Any:
+        return json.loads(self.values[key]) if key in self.values else default
+
+    def set(self, key: str, value: object) -> None:
+        self.values[key] = json.dumps(value)
+
+
+def _parts(**changes: Any) -> dict[str, Any]:
+    parts: dict[str, Any] = {
+        "plugin": "0.1.0+abc",
+        "image": IMAGE_ID,
+        "request": {"HyperParameters": {"epochs": "1"}},
+        "channels": {},
+        "options": {"strict": False},
+        "engine": {"data_path": "bind"},
+    }
+    return parts | changes
+
+
+def _verdicts(cache: DictCache, parts: dict[str, Any] | None) -> VerdictCache:
+    """A worker's VerdictCache: its keys come from the controller, so it never asks the engine (no session)."""
+    return VerdictCache(cache, cast(ContractSession, None), {"algo:ci": parts})
+
+
+def test_a_kept_verdict_is_found_under_the_same_key_only() -> None:
+    cache = DictCache()
+    first = _verdicts(cache, _parts())
+    assert first.lookup("algo:ci", "SM-SIG-TERM") is None
+    verdict = Verdict.of(_note(), "passed", "", [], "r1")
+    assert first.keep("algo:ci", "SM-SIG-TERM", verdict)
+    assert _verdicts(cache, _parts()).lookup("algo:ci", "SM-SIG-TERM") == verdict
+    assert _verdicts(cache, _parts()).lookup("algo:ci", "SM-RUN-DEFAULT") is None, "keyed per check"
+    changed = _parts(request={"HyperParameters": {"epochs": "2"}})
+    assert _verdicts(cache, changed).lookup("algo:ci", "SM-SIG-TERM") is None
+    assert _verdicts(cache, _parts(options={"strict": True})).lookup("algo:ci", "SM-SIG-TERM") is None
+
+
+def test_nothing_is_kept_for_an_unkeyed_image_or_one_that_changed_during_the_run() -> None:
+    cache = DictCache()
+    verdict = Verdict.of(_note(), "passed", "", [], "r1")
+    assert not _verdicts(cache, None).keep("algo:ci", "SM-SIG-TERM", verdict)
+    assert _verdicts(cache, None).lookup("algo:ci", "SM-SIG-TERM") is None
+    moved = _verdicts(cache, _parts(image="sha256:" + "c" * 64))
+    assert not moved.keep("algo:ci", "SM-SIG-TERM", verdict), "the check ran another image than the key names"
+    assert cache.values == {}
