@@ -230,8 +230,8 @@ def test_a_rerun_reuses_every_verdict_and_any_change_runs_the_checks_again(
     assert rechanneled.started
     assert "channel train" in rechanneled.output
 
-    kept = runner(*args, "--sm-hyperparameter=lr=0.2")
-    assert kept.reused == set(first.checks)
+    kept = runner(*args, "--sm-hyperparameter=lr=0.2", "-n", "2")
+    assert kept.reused == set(first.checks), "xdist workers reuse under the key their controller computed"
     assert kept.started == []
 
     cleared = runner(*args, "--sm-hyperparameter=lr=0.2", "--cache-clear")
