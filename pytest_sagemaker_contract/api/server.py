@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
@@ -34,7 +34,7 @@ __all__ = ["MAX_BODY_BYTES", "SERVICES", "ApiServer", "default_bucket"]
 #: The JSON-protocol services by their target prefix, and the signing name each is signed for.
 _TARGETS = {"SageMaker": "sagemaker", "Logs_20140328": "logs"}
 #: The services this server answers, by botocore's service name (S3 is the session's own gated moto).
-SERVICES = ("sagemaker", "s3", "logs", "sts")
+SERVICES = ("sagemaker", "s3", "logs", "sts", "iam")
 #: A CreateTrainingJob request at every API maximum is far smaller.
 MAX_BODY_BYTES = 1 << 20
 _STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
@@ -98,7 +98,8 @@ class ApiServer:
     @property
     def endpoints(self) -> dict[str, str]:
         """The endpoint URL of each served service, by botocore's service name."""
-        return {"sagemaker": self.url, "s3": self.platform.s3.endpoint_url, "logs": self.url, "sts": self.url}
+        s3 = self.platform.s3.endpoint_url
+        return {"sagemaker": self.url, "s3": s3, "logs": self.url, "sts": self.url, "iam": self.url}
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """`base` (default: this process's environment) with the variables that route AWS clients here."""
@@ -112,6 +113,7 @@ class ApiServer:
         # botocore names the variable after the service id ("CloudWatch Logs"); _LOGS is the short form.
         out["AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"] = self.url
         out["AWS_ENDPOINT_URL_STS"] = out.pop("AWS_ENDPOINT_URL_STS")
+        out["AWS_ENDPOINT_URL_IAM"] = out.pop("AWS_ENDPOINT_URL_IAM")
         out.update(
             AWS_ACCESS_KEY_ID=self.keys.access_key_id,
             AWS_SECRET_ACCESS_KEY=self.keys.secret_access_key,
@@ -159,6 +161,8 @@ class ApiServer:
         return self.logs.call(operation, params)
 
     def answer_query(self, headers: Mapping[str, str], raw_path: str, body: bytes) -> str:
+        if "/iam/aws4_request" in headers.get("authorization", ""):
+            self._refuse_iam(headers, raw_path, body)
         verify("POST", raw_path, headers, body, self.keys, "sts", query_protocol=True)
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
         action = form.get("Action", "")
@@ -170,6 +174,19 @@ class ApiServer:
             f"<Arn>arn:aws:iam::{ACCOUNT}:user/sm-contract</Arn><UserId>AIDASMCONTRACTLOCAL</UserId>"
             f"<Account>{ACCOUNT}</Account></GetCallerIdentityResult>"
             f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
+        )
+
+    def _refuse_iam(self, headers: Mapping[str, str], raw_path: str, body: bytes) -> NoReturn:
+        """IAM is not simulated: every call is AccessDenied, which the SageMaker SDK v3's role check (iam:
+        SimulatePrincipalPolicy, iam:GetRole) reads as "cannot verify" and goes on with a warning, as it does
+        for a caller without IAM read rights on AWS. Signed requests only, like every other service here."""
+        verify("POST", raw_path, headers, body, self.keys, "iam", query_protocol=True)
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        action = form.get("Action", "") or "no Action"
+        raise ApiError(
+            "AccessDenied",
+            f"sm-contract does not simulate IAM ({action}): roles are accepted as given and never checked",
+            403,
         )
 
 

@@ -40,7 +40,7 @@ def request(name, image=EPOCHS, **extra):
 
 
 def test_boto3_through_the_fixture(sagemaker_api):
-    assert set(sagemaker_api.endpoints) == {"sagemaker", "s3", "logs", "sts"}
+    assert set(sagemaker_api.endpoints) == {"sagemaker", "s3", "logs", "sts", "iam"}
     sagemaker_api.client("s3").create_bucket(Bucket="sagemaker-us-east-1-123456789012")
     sm = sagemaker_api.client("sagemaker")
     sm.create_training_job(**request("fixture-job", Environment={"EPOCHS": "2"}))
