@@ -322,10 +322,12 @@ class _ImageKey:
     parts: dict[str, Any] | None
     #: Which parts changed since the last session that keyed this image (for the summary), if any did.
     changed: list[str] = field(default_factory=list)
+    #: Why the image could not be keyed (for the summary).
+    unkeyed: str = ""
 
 
 class VerdictCache:
-    """The session's view of the kept verdicts: looks them up (once per check), keeps new ones, counts."""
+    """The session's view of the kept verdicts: looks them up (once per check) and keeps new ones."""
 
     def __init__(
         self, cache: CacheLike, session: ContractSession, keyed: Mapping[str, dict[str, Any] | None] | None = None
@@ -367,6 +369,8 @@ class VerdictCache:
         with self._lock:
             for image in images:
                 base = self._images.get(image)
+                if base is not None and base.unkeyed:
+                    lines.append(f"sagemaker-contract: --sm-reuse: {image}: nothing reused or kept ({base.unkeyed})")
                 changed = base.changed if base is not None else []
                 if changed:
                     shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
@@ -397,23 +401,27 @@ class VerdictCache:
         settings = self.session.settings
         try:
             engine = Engine()
-        except EngineError:
-            return _ImageKey(None)
+        except EngineError as exc:
+            return _ImageKey(None, unkeyed=f"the engine cannot be reached: {exc}")
         try:
             try:
                 image_id = str(engine.inspect_image(image)["Id"])
-            except Exception:  # not here (yet): the check runs, and says so
-                return _ImageKey(None)
+            except Exception:  # not here (yet): the checks run, and say so
+                return _ImageKey(None, unkeyed="the engine has no such image")
             facts = self._engine_facts(engine)
         finally:
             engine.close()
         if facts is None:
-            return _ImageKey(None)
+            return _ImageKey(None, unkeyed="the engine could not be measured")
+        try:
+            channels = self._channel_digests()
+        except OSError as exc:
+            return _ImageKey(None, unkeyed=f"a channel could not be read: {exc}")
         parts = _parts(
             plugin_fingerprint(),
             image_id,
             effective_request(settings, image_id, self.session.instance_type()),
-            self._channel_digests(),
+            channels,
             verdict_options(settings),
             facts,
         )

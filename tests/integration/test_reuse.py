@@ -263,3 +263,11 @@ def test_a_clause_that_went_untested_is_never_reused(runner: Runner, own_images:
     assert again.reused == {"SM-IMG-EXEC-FORM"}
     assert again.checks["SM-SIG-TERM"]["skip"] == "untested"
     assert again.started, "the untested clause ran again"
+
+
+def test_an_image_the_engine_does_not_have_is_neither_reused_nor_kept(runner: Runner) -> None:
+    missing = f"sm-contract-test/reuse-missing-{uuid.uuid4().hex[:8]}:latest"
+    run = runner(f"--sm-image={missing}", "-k", "SM-IMG-EXEC-FORM")
+    assert run.code == 1, run.output
+    assert f"--sm-reuse: {missing}: nothing reused or kept (the engine has no such image)" in run.output
+    assert not list((runner.pytester.path / ".pytest_cache").rglob("verdicts/*"))
