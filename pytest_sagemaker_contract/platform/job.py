@@ -94,9 +94,10 @@ class TrainingJob:
             run.layout.write_config(plan.spec, run.host)
         self._attempt(network)
 
-    def _attempt(self, network: str | None) -> None:
+    def _attempt(self, network: str | None) -> bool:
         """One attempt on the job's network: containers created while inputs are staged, checkpoints restored,
-        started. A restart within the job runs it again with fresh containers (job_restart.py)."""
+        started; False when they were not started. A restart within the job runs it again with fresh containers
+        (job_restart.py)."""
         ctx = self._ctx
         plan, state = ctx.plan, ctx.state
         env = job_environment(ctx, network)
@@ -110,10 +111,12 @@ class TrainingJob:
                 future.result()
         state.timeline.created = time.time()
         if state.client_error is not None:
-            return
+            return False
         restore_checkpoints(ctx)
         arm_witness(ctx)
         ctx.data.before_start()
+        if state.stop_reason is not None:  # StopTrainingJob while a restart was being prepared: no new start
+            return False
         state.enter("Training", "Training image download completed. Training in progress.")
         names = {r.container_id: r.name for r in plan.hosts if r.container_id}
         state.interference = InterferenceWatcher(ctx.platform.engine, names)
@@ -121,6 +124,7 @@ class TrainingJob:
         state.timeline.started = time.time()
         for sync in state.checkpoints:
             sync.start()
+        return True
 
     def _supervise(self) -> None:
         try:
@@ -141,16 +145,16 @@ class TrainingJob:
         if cause is None or not begin_restart(ctx, cause):
             return False
         try:
-            self._attempt(ctx.state.network_name or None)
+            return self._attempt(ctx.state.network_name or None)
         except Exception as exc:
             for run in ctx.plan.hosts:
                 run.engine_fault = run.engine_fault or f"the restart after {cause} failed ({type(exc).__name__}: {exc})"
             return False
-        return True
 
     def _finish(self) -> None:
         try:
             try:
+                note_reads(self._ctx)
                 wind_down(self._ctx)
                 self._result = collect(self._ctx)
             except Exception as exc:

@@ -191,7 +191,7 @@ class JobState:
     def phase(self) -> str:
         """The job's phase in words, for messages about what happened during it."""
         if self.stop_reason is None:
-            return "training"
+            return "the interruption's SIGTERM grace period" if self.interrupting else "training"
         return "the SIGTERM grace period" if self.timeline.sigkill_sent is None else "being killed"
 
 

@@ -63,6 +63,8 @@ def _record(ctx: JobContext, cause: str) -> None:
         )
     else:
         reason = "a managed spot interruption: SIGTERM, then SIGKILL to what still ran after the grace"
+        if fault is not None:
+            state.log_warnings.append(f"engine fault during attempt {state.attempt}'s interruption: {fault}")
     timeline = state.timeline
     state.trained_s += timeline.training_seconds or 0.0
     state.restarts.append(
