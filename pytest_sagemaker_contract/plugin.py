@@ -167,7 +167,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed:
         report.sections.extend(note.sections)
         if note.log_tail:
-            report.sections.append(("sagemaker log (tail)", note.log_tail + f"\n(full log: {note.log_path})"))
+            full = f"\n(full log: {note.log_path})" if note.log_path else ""
+            report.sections.append(("sagemaker log (tail)", note.log_tail + full))
     return report
 
 

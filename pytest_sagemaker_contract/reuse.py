@@ -285,7 +285,8 @@ class Verdict:
         note.skip_kind = self.skip_kind
         note.image_id = self.image_id
         note.log_tail = self.log_tail
-        note.log_path = self.log_path
+        # The deciding session's full log, while it is still there (a fresh CI runner has only the tail kept here).
+        note.log_path = self.log_path if self.log_path and Path(self.log_path).is_file() else ""
         note.warnings[:] = self.warnings
         note.sections[:] = self.sections
         note.duration_s = 0.0

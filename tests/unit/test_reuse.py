@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -196,10 +196,20 @@ def test_a_verdict_survives_the_cache_and_replays_the_same_note() -> None:
         [("process tree at SIGTERM", "1 sh")],
     )
     assert note.duration_s == 0.0, "nothing ran this time"
+    assert note.log_path == "", "the deciding session's log file is gone: no pointer to it"
     assert user_properties == [("sm_metrics", '{"loss": [1.0]}')]
     name, value = reused_property(back)
     assert name == "sm_reused"
     assert json.loads(str(value)) == {"at": verdict.at, "run_id": "r1", "duration_s": 9.25}
+
+
+def test_a_replay_points_at_the_full_log_while_it_exists(tmp_path: Path) -> None:
+    log = tmp_path / "job.log"
+    log.write_text("epoch 1\n")
+    verdict = replace(Verdict.of(_note(), "passed", "", [], "r1"), log_path=str(log))
+    note = CheckNote("SM-SIG-TERM", "§7", "algo:ci")
+    verdict.replay(note, [])
+    assert note.log_path == str(log)
 
 
 def test_failures_and_skips_replay_as_their_outcome() -> None:
