@@ -139,4 +139,12 @@ def sm_spot_restart(sm_contract: CheckContext) -> None:
         if trigger is None or not job.interrupt(grace=settings.grace_s):
             _ended_early(sm_contract, job.wait(), "the interruption trigger")
         result = job.wait(settings.timeout_s + settings.grace_s + 120)
+    sm_contract.note.sections.append(("SecondaryStatusTransitions", _transitions_text(result)))
     sm_contract.says(_restart_verdict(sm_contract, result, trigger, local))
+
+
+def _transitions_text(result: TrainingJobResult) -> str:
+    """One line per transition: seconds since the first, status, message."""
+    transitions = result.SecondaryStatusTransitions
+    start = transitions[0]["StartTime"] if transitions else 0.0
+    return "\n".join(f"{t['StartTime'] - start:7.1f} s  {t['Status']:<20} {t['StatusMessage']}" for t in transitions)

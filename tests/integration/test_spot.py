@@ -166,6 +166,7 @@ def test_spot_restart_check_fails_an_image_that_starts_over(pytester: pytest.Pyt
     assert "the restarted run never read the 1 checkpoint file(s) restored into /opt/ml/checkpoints (epoch)" in message
     assert "it started over instead of resuming" in message
     assert "Fix: on start, load the newest checkpoint from /opt/ml/checkpoints" in message
+    result.stdout.fnmatch_lines(["*SecondaryStatusTransitions*", "*s  Interrupted * instances were interrupted"])
 
 
 def test_spot_restart_without_checkpoint_config_is_a_structural_skip(pytester: pytest.Pytester, image: str) -> None:
