@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import re
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 from ..jobs import DEFAULT_MAX_RUNTIME, JobOverrides, default_request, session_uri
 from ..platform import TrainingJobResult
@@ -138,9 +138,25 @@ def sm_spot_restart(sm_contract: CheckContext) -> None:
         trigger = _trigger(sm_contract, job)
         if trigger is None or not job.interrupt(grace=settings.grace_s):
             _ended_early(sm_contract, job.wait(), "the interruption trigger")
-        result = job.wait(settings.timeout_s + settings.grace_s + 120)
+        limit = settings.timeout_s + settings.grace_s
+        if not job.ended(limit):
+            job.stop(grace=settings.grace_s)
+            _too_long(sm_contract, job.wait(settings.grace_s + 120), trigger, limit)
+        result = job.wait()
     sm_contract.note.sections.append(("SecondaryStatusTransitions", _transitions_text(result)))
     sm_contract.says(_restart_verdict(sm_contract, result, trigger, local))
+
+
+def _too_long(sm_contract: CheckContext, result: TrainingJobResult, trigger: str, limit: float) -> NoReturn:
+    settings = sm_contract.settings
+    kept = ", ".join(f"{k}={v}" for k, v in settings.sigterm_hyperparameters.items())
+    sm_contract.fail(
+        f"the job interrupted at {trigger} had not completed {limit:g} s later (--sm-timeout plus the grace) and "
+        "was stopped: either the restarted run hangs, or it trains longer than that"
+        + (f" (as the same job it keeps the SIGTERM runs' hyperparameters {kept})" if kept else "")
+        + "; raise --sm-timeout, or make the SIGTERM runs shorter",
+        result,
+    )
 
 
 def _transitions_text(result: TrainingJobResult) -> str:

@@ -169,6 +169,26 @@ def test_spot_restart_check_fails_an_image_that_starts_over(pytester: pytest.Pyt
     result.stdout.fnmatch_lines(["*SecondaryStatusTransitions*", "*s  Interrupted * instances were interrupted"])
 
 
+def test_spot_restart_check_fails_a_restarted_run_that_outlasts_the_timeout(
+    pytester: pytest.Pytester, image: str
+) -> None:
+    result, checks = run_checks(
+        pytester,
+        image,
+        "-k",
+        "SM-SPOT-RESTART",
+        "--sm-checkpoints",
+        "--sm-stop-on-log=^epoch 1$",
+        "--sm-grace=5",
+        "--sm-timeout=5",
+        "--sm-sigterm-hyperparameter=epochs=300",
+    )
+    result.assert_outcomes(failed=1)
+    message = checks["SM-SPOT-RESTART"][1]
+    assert "the job interrupted at log line 'epoch 1' had not completed 10 s later" in message
+    assert "it keeps the SIGTERM runs' hyperparameters epochs=300" in message
+
+
 def test_spot_restart_without_checkpoint_config_is_a_structural_skip(pytester: pytest.Pytester, image: str) -> None:
     result, checks = run_checks(pytester, image, "-k", "SM-SPOT-RESTART")
     result.assert_outcomes(skipped=1)
