@@ -158,3 +158,17 @@ def job_leftovers(platform: TrainingPlatform) -> list[str]:
     pods = {slot.pod for slot in platform.slots.idle}
     found = platform.engine.api.containers(all=True, filters={"label": f"sm-contract.run={platform.run_id}"})
     return [str(c["Names"][0]).lstrip("/") for c in found if c["Id"] not in pods]
+
+
+def image_on_engine(platform: TrainingPlatform, tag: str, client: Any) -> str:
+    """`tag` of the local engine on the platform's engine as well (copied there as `docker save | docker load`
+    does when that engine lacks it or has another image under the tag); returns the tag."""
+    engine = platform.engine.api
+    wanted = client.api.inspect_image(tag)["Id"]
+    try:
+        present = engine.inspect_image(tag)["Id"]
+    except Exception:  # docker.errors.ImageNotFound: not there yet
+        present = None
+    if present != wanted:
+        engine.load_image(b"".join(client.api.get_image(tag)))
+    return tag

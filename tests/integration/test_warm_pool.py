@@ -19,7 +19,7 @@ from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 from pytest_sagemaker_contract.platform.result import TrainingJobResult
 from pytest_sagemaker_contract.spec import parse_request
 
-from .conftest_helpers import IMAGES
+from .conftest_helpers import IMAGES, image_on_engine
 
 CACHE = "/opt/ml/sagemaker/warmpoolcache"
 SCRIPT = (
@@ -54,19 +54,7 @@ def probe(example_image: Callable[[str | Path], str]) -> str:
 
 @pytest.fixture(scope="module")
 def image(platform: TrainingPlatform, probe: str, docker_client: docker.DockerClient) -> str:
-    """The probe image on the platform's engine (copied there, as `docker save | docker load` does)."""
-    engine = platform.engine.api
-    wanted = docker_client.api.inspect_image(probe)["Id"]
-    try:
-        present = engine.inspect_image(probe)["Id"]
-    except docker.errors.ImageNotFound:
-        present = None
-    if present != wanted:
-        engine.load_image(b"".join(docker_client.api.get_image(probe)))
-    return probe
-    if probe not in {t for i in engine.images() for t in (i.get("RepoTags") or [])}:
-        engine.load_image(b"".join(docker_client.api.get_image(probe)))
-    return probe
+    return image_on_engine(platform, probe, docker_client)
 
 
 def run(
