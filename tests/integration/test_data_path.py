@@ -23,7 +23,7 @@ from pytest_sagemaker_contract.platform.engine import LABEL_RUN
 from pytest_sagemaker_contract.spec import TrainingJobSpec, parse_request
 
 from ..helpers import KMEANS_SUITE_ARGS
-from .conftest_helpers import IMAGES, REMOTE_HOST, job_spec, outcomes_by_check, run_suite
+from .conftest_helpers import IMAGES, REMOTE_HOST, job_leftovers, job_spec, outcomes_by_check, run_suite
 
 #: The project's own copy of a non-local engine (.ci/run starts it too): own /tmp, own network, a unix socket.
 
@@ -244,8 +244,7 @@ def test_pipe_mode_fifos_fed_inside_the_engine(
         )
     )
     assert platform.run(never, timeout=300).TrainingJobStatus == "Completed"
-    helpers = platform.engine.api.containers(all=True, filters={"label": f"{LABEL_RUN}={platform.run_id}"})
-    assert [c["Names"] for c in helpers] == []
+    assert job_leftovers(platform) == []
 
 
 # -- the built-in suite, local vs remote ---------------------------------------------------------------
