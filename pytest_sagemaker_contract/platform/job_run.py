@@ -52,7 +52,7 @@ def create_network(ctx: JobContext) -> str | None:
     spec, platform = ctx.plan.spec, ctx.platform
     if len(ctx.plan.hosts) == 1 and not platform.keep and not spec.network_isolation:
         credentials = job_credentials(ctx, "slot")
-        if credentials is not None:  # the session's warm network and pod (slots.py)
+        if credentials is not None:  # the network and pod the last such job handed on (slots.py)
             slot = platform.slots.take(credentials[1], credentials[0], platform.leave_network)
             ctx.state.slot, ctx.state.network_name = slot, slot.network
             return slot.network
