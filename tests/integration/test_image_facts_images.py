@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,13 +47,24 @@ def engine() -> Iterator[docker.DockerClient]:
     client.close()
 
 
+#: On this module's inspection containers only: another session's inspection running meanwhile is not ours.
+TAG = f"image-facts-{uuid.uuid4().hex[:8]}"
+
+
+def tagged(client: docker.DockerClient) -> Engine:
+    engine = Engine(client)
+    engine.default_labels["sm-contract.tag"] = TAG
+    return engine
+
+
 def leftover_containers(client: docker.DockerClient) -> list[str]:
-    return [c["Id"] for c in client.api.containers(all=True, filters=INSPECT_FILTER)]
+    mine = {"label": [INSPECT_FILTER["label"], f"sm-contract.tag={TAG}"]}
+    return [c["Id"] for c in client.api.containers(all=True, filters=mine)]
 
 
 @pytest.mark.parametrize("example", list(EXPECTED))
 def test_example_verdicts(engine: docker.DockerClient, example: str) -> None:
-    facts = read_image(Engine(engine), build.build(engine, example))
+    facts = read_image(tagged(engine), build.build(engine, example))
     outcomes = {check_id: check(facts) for check_id, check in STATIC_CHECKS.items()}
     seen = {check_id: outcome.outcome for check_id, outcome in outcomes.items()}
     assert seen == dict(zip(ORDER, EXPECTED[example], strict=True)), {k: o.message for k, o in outcomes.items()}
@@ -62,7 +74,7 @@ def test_example_verdicts(engine: docker.DockerClient, example: str) -> None:
 
 
 def test_shell_form_is_read_as_docker_stores_it(engine: docker.DockerClient) -> None:
-    facts = read_image(Engine(engine), build.build(engine, "broken/shell-form"))
+    facts = read_image(tagged(engine), build.build(engine, "broken/shell-form"))
     assert facts.entrypoint == ("/bin/sh", "-c", "/opt/program/train.sh")
     assert facts.image_id.startswith("sha256:")
     message = STATIC_CHECKS["SM-IMG-EXEC-FORM"](facts).message
@@ -70,7 +82,7 @@ def test_shell_form_is_read_as_docker_stores_it(engine: docker.DockerClient) -> 
 
 
 def test_valid_opt_ml_code_warns_and_names_the_allowed_cuda_files(engine: docker.DockerClient) -> None:
-    facts = read_image(Engine(engine), build.build(engine, "valid/opt-ml-code"))
+    facts = read_image(tagged(engine), build.build(engine, "valid/opt-ml-code"))
     opt_ml = STATIC_CHECKS["SM-IMG-OPT-ML-EMPTY"](facts)
     assert len(opt_ml.warnings) == 1
     assert "/opt/ml/code/train.sh" in opt_ml.warnings[0]
@@ -87,7 +99,7 @@ def test_image_without_cmd_or_entrypoint_is_read(engine: docker.DockerClient, tm
         'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
         'RUN ["/bin/busybox", "ln", "/bin/busybox", "/bin/hard"]\n'
     )
-    facts = read_image(Engine(engine), build.build(engine, tmp_path))
+    facts = read_image(tagged(engine), build.build(engine, tmp_path))
     assert (facts.entrypoint, facts.cmd, facts.workdir) == (None, None, "/")
     assert facts.files["/bin/busybox"].kind == "file"
     assert facts.files["/bin/busybox"].mode & 0o111
@@ -102,7 +114,7 @@ def test_image_without_cmd_or_entrypoint_is_read(engine: docker.DockerClient, tm
 
 def test_missing_image_is_a_one_line_error(engine: docker.DockerClient) -> None:
     with pytest.raises(ImageMissingError) as caught:
-        read_image(Engine(engine), "sm-contract-test/does-not-exist:never")
+        read_image(tagged(engine), "sm-contract-test/does-not-exist:never")
     assert str(caught.value) == (
         "image 'sm-contract-test/does-not-exist:never' is not on the Docker engine: "
         "build or load it first (no registry is consulted)"
@@ -119,5 +131,5 @@ def test_container_is_removed_when_reading_fails(engine: docker.DockerClient, mo
 
     monkeypatch.setattr(image_inspect, "_read_entries", broken_reader)
     with pytest.raises(RuntimeError, match="reader failed"):
-        read_image(Engine(engine), tag)
+        read_image(tagged(engine), tag)
     assert leftover_containers(engine) == []
