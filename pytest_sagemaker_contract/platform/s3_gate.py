@@ -40,6 +40,8 @@ UNSIGNED = "UNSIGNED-PAYLOAD"
 _STREAMING_SIGNED = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
 _STREAMING_UNSIGNED = ("STREAMING-UNSIGNED-PAYLOAD-TRAILER",)
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+#: Trailing headers one aws-chunked body may carry (a checksum or two; more is no client's).
+_MAX_TRAILERS = 8
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _AMZ_DATE = re.compile(r"(\d{8})T\d{6}Z")
 #: WSGI keys of the headers that are not under HTTP_.
@@ -496,7 +498,8 @@ class _Reader:
 def _verify_chunks(reader: _Reader, key: bytes, claim: _Signed) -> Refusal | None:
     """aws-chunked with chunk signatures: each chunk signed over the previous signature, the last empty.
 
-    The trailer of the -TRAILER form (a checksum) is copied on for moto to check; its own signature is not."""
+    The -TRAILER form then sends its trailing headers (a checksum), signed over the last chunk's signature
+    (`x-amz-trailer-signature`): verified like the chunks, then copied on for moto to check the checksum."""
     broken = _bad_request("IncompleteBody", "The request body is not a complete aws-chunked body.")
     scope = "/".join(claim.scope)
     previous = claim.signature
@@ -525,6 +528,46 @@ def _verify_chunks(reader: _Reader, key: bytes, claim: _Signed) -> Refusal | Non
             break
         if reader.read_exactly(2) != b"\r\n":
             return broken
+    if claim.payload.endswith("-TRAILER"):
+        refusal = _verify_trailer(reader, key, claim, previous)
+        if refusal is not None:
+            return refusal
     while reader.read(_CHUNK):
         pass
+    return None
+
+
+def _verify_trailer(reader: _Reader, key: bytes, claim: _Signed, previous: str) -> Refusal | None:
+    """The trailing headers, one `name:value` line each up to an empty line, and their signature: an HMAC of
+    `AWS4-HMAC-SHA256-TRAILER`, the date, the scope, the last chunk's signature and the SHA-256 of the
+    trailing headers as `name:value\n` lines (x-amz-trailer-signature itself left out)."""
+    broken = _bad_request("IncompleteBody", "The request body's trailing headers are incomplete.")
+    trailers: list[tuple[str, str]] = []
+    signature: str | None = None
+    for _ in range(_MAX_TRAILERS + 1):
+        line = reader.line()
+        if line is None:
+            return broken
+        if not line:
+            break
+        name, sep, value = line.decode("latin-1").partition(":")
+        if not sep:
+            return broken
+        name, value = name.strip().lower(), value.strip()
+        if name == "x-amz-trailer-signature":
+            signature = value
+        else:
+            trailers.append((name, value))
+    else:
+        return broken
+    if signature is None:
+        return _mismatch("the trailing headers carry no x-amz-trailer-signature")
+    canonical = "".join(f"{name}:{value}\n" for name, value in sorted(trailers))
+    expected = _hmac_hex(
+        key,
+        f"{_ALGORITHM}-TRAILER\n{claim.amz_date}\n{'/'.join(claim.scope)}\n{previous}\n"
+        f"{hashlib.sha256(canonical.encode()).hexdigest()}",
+    )
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
+        return _mismatch("the trailing headers' signature does not match")
     return None

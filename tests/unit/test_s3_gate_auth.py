@@ -308,17 +308,26 @@ class StreamingAuth(S3SigV4Auth):  # type: ignore[misc]  # botocore has no type 
         return STREAMING
 
 
+class TrailerAuth(StreamingAuth):
+    def payload(self, request: AWSRequest) -> str:
+        return STREAMING + "-TRAILER"
+
+
 def streaming(
-    served: Served, path: str, chunks: list[bytes], creds: Credentials | None = None
+    served: Served,
+    path: str,
+    chunks: list[bytes],
+    creds: Credentials | None = None,
+    trailers: dict[str, str] | None = None,
 ) -> tuple[dict[str, str], bytes]:
-    """Headers and an aws-chunked body, each chunk signed over the previous signature with botocore's key."""
+    """Headers and an aws-chunked body, each chunk signed over the previous signature with botocore's key;
+    with `trailers`, the -TRAILER form: those headers after the last chunk, signed over its signature."""
     size = sum(len(c) for c in chunks)
-    request = AWSRequest(
-        method="PUT",
-        url=served.url + path,
-        headers={"Content-Encoding": "aws-chunked", "X-Amz-Decoded-Content-Length": str(size)},
-    )
-    auth = StreamingAuth(creds or credentials(), "s3", "us-east-1")
+    headers = {"Content-Encoding": "aws-chunked", "X-Amz-Decoded-Content-Length": str(size)}
+    if trailers is not None:
+        headers["X-Amz-Trailer"] = ",".join(trailers)
+    request = AWSRequest(method="PUT", url=served.url + path, headers=headers)
+    auth = (StreamingAuth if trailers is None else TrailerAuth)(creds or credentials(), "s3", "us-east-1")
     auth.add_auth(request)
     previous = request.headers["Authorization"].rpartition("Signature=")[2]
     scope = auth.credential_scope(request)
@@ -335,7 +344,23 @@ def streaming(
             ]
         )
         previous = auth.signature(to_sign, request)
-        body += f"{len(chunk):x};chunk-signature={previous}\r\n".encode() + chunk + b"\r\n"
+        body += f"{len(chunk):x};chunk-signature={previous}\r\n".encode() + chunk
+        if chunk or trailers is None:
+            body += b"\r\n"
+    if trailers is not None:
+        canonical = "".join(f"{k.lower()}:{v}\n" for k, v in sorted(trailers.items()))
+        to_sign = "\n".join(
+            [
+                "AWS4-HMAC-SHA256-TRAILER",
+                request.context["timestamp"],
+                scope,
+                previous,
+                hashlib.sha256(canonical.encode()).hexdigest(),
+            ]
+        )
+        for name, value in trailers.items():
+            body += f"{name}:{value}\r\n".encode()
+        body += f"x-amz-trailer-signature:{auth.signature(to_sign, request)}\r\n\r\n".encode()
     return dict(request.headers.items()), body
 
 
@@ -348,6 +373,32 @@ def test_a_streaming_upload_with_valid_chunk_signatures_passes(served: Served) -
 def test_a_streaming_upload_with_a_changed_chunk_is_refused(served: Served) -> None:
     headers, body = streaming(served, "/data/big", [b"a" * 70_000, b"b" * 10])
     refused(served, *served.send("PUT", "/data/big", headers, body.replace(b"bbbb", b"cccc")), "SignatureDoesNotMatch")
+
+
+CHECKSUM = {"x-amz-checksum-crc32": "AAAAAA=="}
+
+
+def test_signed_trailing_headers_pass(served: Served) -> None:
+    headers, body = streaming(served, "/data/t", [b"a" * 70_000, b"b" * 10], trailers=CHECKSUM)
+    assert served.send("PUT", "/data/t", headers, body) == (200, "served")
+    assert served.reached == [("PUT", "/data/t", body)]
+
+
+def test_a_changed_trailing_header_is_refused(served: Served) -> None:
+    headers, body = streaming(served, "/data/t", [b"a" * 100], trailers=CHECKSUM)
+    forged = body.replace(b"AAAAAA==", b"BBBBBB==")
+    refused(served, *served.send("PUT", "/data/t", headers, forged), "SignatureDoesNotMatch")
+
+
+def test_trailing_headers_without_their_signature_are_refused(served: Served) -> None:
+    headers, body = streaming(served, "/data/t", [b"a" * 100], trailers=CHECKSUM)
+    unsigned = body[: body.index(b"x-amz-trailer-signature:")] + b"\r\n"
+    refused(served, *served.send("PUT", "/data/t", headers, unsigned), "SignatureDoesNotMatch")
+
+
+def test_trailing_headers_cut_short_are_refused(served: Served) -> None:
+    headers, body = streaming(served, "/data/t", [b"a" * 100], trailers=CHECKSUM)
+    refused(served, *served.send("PUT", "/data/t", headers, body[:-2]), "IncompleteBody")
 
 
 # -- legitimate clients of a real moto behind the gate -----------------------------------------------
