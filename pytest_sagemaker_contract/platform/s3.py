@@ -53,6 +53,43 @@ class S3Object:
     size: int
 
 
+#: Connections the S3 listener serves at once; more are closed at once (it faces the Docker bridge, where any
+#: container can open them: the relay has the same bound). Jobs' clients stay far below it.
+MAX_CONNECTIONS = 128
+#: A connection idle this long is closed, so idle ones cannot hold the slots.
+IDLE_S = 60.0
+
+
+def _bounded_server(host: str, app: Any, handler: Any) -> Any:
+    """werkzeug's threaded server with at most MAX_CONNECTIONS connections (threads) at once and an idle
+    timeout on each: without them, a container opening connections and never sending grew a thread each."""
+    from werkzeug.serving import ThreadedWSGIServer
+
+    class Handler(handler):  # type: ignore[misc]
+        timeout = IDLE_S
+
+    class Server(ThreadedWSGIServer):
+        slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+        def process_request(self, request: Any, client_address: Any) -> None:
+            if not self.slots.acquire(blocking=False):
+                self.shutdown_request(request)
+                return
+            try:
+                super().process_request(request, client_address)
+            except BaseException:
+                self.slots.release()
+                raise
+
+        def process_request_thread(self, request: Any, client_address: Any) -> None:
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                self.slots.release()
+
+    return Server(host, 0, app, Handler)
+
+
 class S3Server:
     """moto in server mode on a random local port, with boto3 clients bound to it.
 
@@ -76,13 +113,12 @@ class S3Server:
     def start(self) -> S3Server:
         # lazy: moto takes seconds to import; only sessions that run jobs need it
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-        from werkzeug.serving import make_server
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         app: Any = DomainDispatcherApplication(create_backend_app)
         if self.private:
             app = SigV4Gate(app, self.keys)
-        self._server = make_server(self._host, 0, app, threaded=True, request_handler=MotoRequestHandler)
+        self._server = _bounded_server(self._host, app, MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="sm-s3", daemon=True)
         self._thread.start()
         host, port = self._server.server_address[:2]

@@ -20,7 +20,7 @@ from botocore.credentials import Credentials
 
 from pytest_sagemaker_contract.platform.engine import LABEL_RUN, Engine
 from pytest_sagemaker_contract.platform.helper import helper_image
-from pytest_sagemaker_contract.platform.s3 import S3Server
+from pytest_sagemaker_contract.platform.s3 import MAX_CONNECTIONS, S3Server
 from pytest_sagemaker_contract.platform.s3_gate import SessionKeys
 from pytest_sagemaker_contract.platform.s3_relay import RELAY_PORT, S3Relay
 
@@ -240,4 +240,40 @@ def test_the_relay_bounds_idle_connections_and_drops_them(
     S3SigV4QueryAuth(Credentials(s3.keys.access_key_id, s3.keys.secret_access_key), "s3", "us-east-1").add_auth(request)
     target = urllib.parse.urlsplit(request.url)._replace(scheme="", netloc="").geturl()
     answers = attack(docker_client, helper, host, {"after": raw("GET", host, target)})
+    assert status(answers["after"]) == "200", answers["after"]
+
+
+def test_the_direct_listener_bounds_idle_connections(
+    docker_client: docker.DockerClient, helper: str, bridge_s3: S3Server
+) -> None:
+    """200 connections from a foreign container on the bridge that never send a byte: moto's listener serves at
+    most MAX_CONNECTIONS at once (a thread each) and closes the rest at once; then it serves S3 again."""
+    host = urllib.parse.urlsplit(bridge_s3.endpoint_url).netloc
+    address, _, port = host.partition(":")
+    baseline = threading.active_count()
+    script = (
+        "/bin/busybox --install -s /bin; mkdir -p /tmp; mkfifo /tmp/never; exec 3<>/tmp/never; "
+        f"for i in $(seq 200); do (nc {address} {port} <&3 >/dev/null; echo closed) & done; wait"
+    )
+    container = docker_client.containers.run(helper, ["/bin/busybox", "sh", "-c", script], detach=True)
+    peak, closed = baseline, 0
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and closed < 200 - MAX_CONNECTIONS:
+            peak = max(peak, threading.active_count())
+            closed = container.logs().decode().count("closed")
+            time.sleep(0.05)  # sampling the thread count while the connections are held, not synchronising
+        peak = max(peak, threading.active_count())
+    finally:
+        container.remove(force=True)
+    assert closed >= 200 - MAX_CONNECTIONS, f"only {closed} connections over the limit were closed"
+    assert peak - baseline <= MAX_CONNECTIONS + 4, f"{peak - baseline} threads for 200 idle connections"
+    request = AWSRequest(method="GET", url=f"http://{host}/{BUCKET}/secret.txt")
+    keys = bridge_s3.keys
+    S3SigV4QueryAuth(Credentials(keys.access_key_id, keys.secret_access_key), "s3", "us-east-1").add_auth(request)
+    target = urllib.parse.urlsplit(request.url)._replace(scheme="", netloc="").geturl()
+    deadline = time.monotonic() + 30
+    answers = attack(docker_client, helper, host, {"after": raw("GET", host, target)})
+    while status(answers["after"]) != "200" and time.monotonic() < deadline:  # the held slots free as they close
+        answers = attack(docker_client, helper, host, {"after": raw("GET", host, target)})
     assert status(answers["after"]) == "200", answers["after"]
