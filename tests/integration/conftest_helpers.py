@@ -172,3 +172,21 @@ def image_on_engine(platform: TrainingPlatform, tag: str, client: Any) -> str:
     if present != wanted:
         engine.load_image(b"".join(client.api.get_image(tag)))
     return tag
+
+
+@contextlib.contextmanager
+def data_path_platform(request: pytest.FixtureRequest, workdir: Path) -> Iterator[TrainingPlatform]:
+    """A platform for `request.param`: "bind" or "engine" (the data paths on the local engine) or "remote" (the
+    non-local engine, no shared filesystem, so the engine path is its only one); closed after use."""
+    import docker
+
+    remote = request.param == "remote"
+    client = request.getfixturevalue("remote_engine") if remote else docker.from_env(timeout=300)
+    s3 = S3Server().start()
+    data_path = "bind" if request.param == "bind" else "engine"
+    plat = TrainingPlatform(Engine(client), s3, workdir, grace_s=5, data_path=data_path)
+    try:
+        yield plat
+    finally:
+        plat.close()
+        s3.stop()

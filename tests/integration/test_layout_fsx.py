@@ -13,29 +13,19 @@ import docker
 import pytest
 
 from pytest_sagemaker_contract.jobs import CHANNEL_BUCKET, job_name, with_overrides
-from pytest_sagemaker_contract.platform import Engine, S3Server, TrainingPlatform
+from pytest_sagemaker_contract.platform import TrainingPlatform
 from pytest_sagemaker_contract.platform.result import TrainingJobResult
 from pytest_sagemaker_contract.spec import parse_request
 
-from .conftest_helpers import IMAGES, image_on_engine
+from .conftest_helpers import IMAGES, data_path_platform, image_on_engine
 
 VPC = {"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0123456789abcdef0"]}
 
 
 @pytest.fixture(scope="module", params=["bind", "engine", "remote"])
 def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingPlatform]:
-    """Bind mounts and the engine data path on the local engine, and the non-local engine (no shared filesystem,
-    so the engine path is its only one)."""
-    remote = request.param == "remote"
-    client = request.getfixturevalue("remote_engine") if remote else docker.from_env(timeout=300)
-    s3 = S3Server().start()
-    data_path = "bind" if request.param == "bind" else "engine"
-    plat = TrainingPlatform(Engine(client), s3, tmp_path_factory.mktemp("fsx"), grace_s=5, data_path=data_path)
-    try:
+    with data_path_platform(request, tmp_path_factory.mktemp("fsx")) as plat:
         yield plat
-    finally:
-        plat.close()
-        s3.stop()
 
 
 @pytest.fixture(scope="module")
