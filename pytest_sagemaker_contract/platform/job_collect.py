@@ -13,7 +13,9 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from ..spec import TrainingJobSpec
 from .artifacts import Merged, list_files, modified_inputs, pack_and_upload
 from .data_path import remove_tree
 from .job_plan import HostRun, JobContext
@@ -83,71 +85,68 @@ def fault_result(ctx: JobContext, exc: BaseException) -> TrainingJobResult:
     else:
         detail = (str(exc).strip().splitlines() or [""])[0][:300]
         fault = f"the platform could not collect the job's results ({type(exc).__name__}: {detail})"
-    hosts: list[HostResult] = []
     for run in ctx.plan.hosts:
-        if run.engine_fault is None:
-            run.engine_fault = fault
-        hosts.append(
-            HostResult(
-                host=run.host.name,
-                container_id=run.container_id,
-                exit_code=run.exit_code,
-                killed=run.killed,
-                start_error=run.start_error,
-                engine_fault=run.engine_fault,
-                exited=run.exited_at,
-            )
-        )
-    platform = ctx.platform
-    removals: list[Future[None]] = []
-    if not platform.keep:
-        ids = [r.container_id for r in ctx.plan.hosts if r.container_id]
-        removals = [platform.pool.submit(platform.engine.remove, cid) for cid in ids]
+        run.engine_fault = run.engine_fault or fault
+    hosts = [_host_record(run) for run in ctx.plan.hosts]
     with contextlib.suppress(Exception):
-        _remove_resources(ctx, removals)
+        _remove_resources(ctx, [_removal(ctx, run) for run in ctx.plan.hosts])
     state = ctx.state
     status = decide_job_status(
         hosts, client_error=state.client_error, first_failure=None, stop_reason=state.stop_reason
     )
     state.enter(status.SecondaryStatus, FINAL_MESSAGES.get(status.SecondaryStatus, status.SecondaryStatus))
-    spec = ctx.plan.spec
-    model_uri = f"{spec.output_path}/{spec.name}/output/model.tar.gz"
+    model_uri = _artifact_uris(ctx.plan.spec)[0]
     return _result(ctx, status, hosts, _Artifacts(model_uri, Merged(), Merged(), None))
 
 
-def _host_results(ctx: JobContext) -> tuple[list[HostResult], bool, list[Future[None]]]:
+def _host_results(ctx: JobContext) -> tuple[list[HostResult], bool, list[Future[None] | None]]:
     """Each host's record, whether any was OOM-killed, and the removals of their containers (under way)."""
     platform, state = ctx.platform, ctx.state
     engine = platform.engine
     oom = False
     results: list[HostResult] = []
-    removals: list[Future[None]] = []
+    removals: list[Future[None] | None] = []
     for run in ctx.plan.hosts:
         if run.container_id is not None and run.start_error is None and state.client_error is None:
             with contextlib.suppress(Exception):
                 oom = oom or bool(engine.state(run.container_id).get("OOMKilled"))
         model_files = list_files(run.layout.model)
         elsewhere = _written_elsewhere(ctx, run) if not model_files else []
-        if run.container_id is not None and not platform.keep:
-            removals.append(platform.pool.submit(engine.remove, run.container_id))
+        removals.append(_removal(ctx, run))
         results.append(
-            HostResult(
-                host=run.host.name,
-                container_id=run.container_id,
-                exit_code=run.exit_code,
+            _host_record(
+                run,
                 oom_killed=oom,
-                killed=run.killed,
-                start_error=run.start_error,
-                engine_fault=run.engine_fault,
                 failure_text=run.layout.failure_text(),
                 model_files=model_files,
                 output_files=list_files(run.layout.output_data),
                 channels=run.channels,
                 written_elsewhere=elsewhere,
-                exited=run.exited_at,
             )
         )
     return results, oom, removals
+
+
+def _host_record(run: HostRun, **found: Any) -> HostResult:
+    """The host's record from what the run knows, with `found` (files, OOM) where they could be read."""
+    return HostResult(
+        host=run.host.name,
+        container_id=run.container_id,
+        exit_code=run.exit_code,
+        killed=run.killed,
+        start_error=run.start_error,
+        engine_fault=run.engine_fault,
+        exited=run.exited_at,
+        **found,
+    )
+
+
+def _removal(ctx: JobContext, run: HostRun) -> Future[None] | None:
+    """The host's container removal, started on the platform's pool (none with --sm-keep or no container)."""
+    platform = ctx.platform
+    if run.container_id is None or platform.keep:
+        return None
+    return platform.pool.submit(platform.engine.remove, run.container_id)
 
 
 def _written_elsewhere(ctx: JobContext, run: HostRun) -> list[str]:
@@ -174,10 +173,8 @@ def _upload(ctx: JobContext) -> _Artifacts:
     spec, s3 = ctx.plan.spec, ctx.platform.s3
     hosts = ctx.plan.hosts
     meta = ctx.data.packing_metadata()
-    base = f"{spec.output_path}/{spec.name}/output"
-    packed = spec.output_compression != "NONE"  # NONE: the files themselves, under output/model/ (§11)
-    model_uri = f"{base}/model.tar.gz" if packed else f"{base}/model/"
-    output_uri = f"{base}/output.tar.gz" if packed else f"{base}/data/"
+    packed = spec.output_compression != "NONE"
+    model_uri, output_uri = _artifact_uris(spec)
     model_roots = [r.layout.model for r in hosts]
     model = pack_and_upload(s3, model_roots, model_uri, always=True, metadata=meta, compressed=packed)
     output_roots = [r.layout.output_data for r in hosts]
@@ -185,10 +182,20 @@ def _upload(ctx: JobContext) -> _Artifacts:
     return _Artifacts(model_uri, model, output, output_uri if output.files else None)
 
 
-def _remove_resources(ctx: JobContext, removals: list[Future[None]]) -> None:
+def _artifact_uris(spec: TrainingJobSpec) -> tuple[str, str]:
+    """Where the model and the output go: archives, or with CompressionType NONE the files themselves (§11)."""
+    base = f"{spec.output_path}/{spec.name}/output"
+    if spec.output_compression == "NONE":
+        return f"{base}/model/", f"{base}/data/"
+    return f"{base}/model.tar.gz", f"{base}/output.tar.gz"
+
+
+def _remove_resources(ctx: JobContext, removals: list[Future[None] | None]) -> None:
     """The containers (removals under way), then the job's network and volumes; nothing with --sm-keep."""
     removed = True
     for future in removals:
+        if future is None:
+            continue
         try:
             future.result()
         except Exception:
