@@ -401,17 +401,14 @@ class VerdictCache:
     def _image_key(self, image: str) -> _ImageKey:
         settings = self.session.settings
         try:
-            engine = Engine()
+            engine = self.session.engine()  # the session's own connection and measurements, not another
         except EngineError as exc:
             return _ImageKey(None, unkeyed=f"the engine cannot be reached: {exc}")
         try:
-            try:
-                image_id = str(engine.inspect_image(image)["Id"])
-            except Exception:  # not here (yet): the checks run, and say so
-                return _ImageKey(None, unkeyed="the engine has no such image")
-            facts = self._engine_facts(engine)
-        finally:
-            engine.close()
+            image_id = str(engine.inspect_image(image)["Id"])
+        except Exception:  # not here (yet): the checks run, and say so
+            return _ImageKey(None, unkeyed="the engine has no such image")
+        facts = self._engine_facts(engine)
         if facts is None:
             return _ImageKey(None, unkeyed="the engine could not be measured")
         try:

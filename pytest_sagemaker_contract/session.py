@@ -101,6 +101,11 @@ class ContractSession:
             self._engine = engine
         return self._engine, self.topology
 
+    def engine(self) -> Engine:
+        """The session's engine, connected, claimed and measured once (raises EngineError)."""
+        with self._lock:
+            return self._measure()[0]
+
     def container_s3_unavailable(self) -> str | None:
         """Why this engine's containers cannot reach the session's S3 (measured once), or None when they can
         or the engine cannot be reached at all (that failure is reported where the platform starts)."""
